@@ -1,0 +1,32 @@
+/* Diagnostics on stderr, one line each: "prog: context: reason".
+ * Under systemd (stderr is the journal stream) the line carries a <N>
+ * priority prefix instead of the program name. */
+#ifndef PVEKIT_LOG_H
+#define PVEKIT_LOG_H
+
+/* Exit codes shared by every program; each man page lists the ones it uses. */
+enum {
+	EXIT_TIMEOUT = 2,
+	EXIT_USAGE = 64,
+	EXIT_DATAERR = 65,
+	EXIT_UNAVAILABLE = 69,
+	EXIT_SOFTWARE = 70,
+	EXIT_OSERR = 71,
+	EXIT_TEMPFAIL = 75,
+	EXIT_CONFIG = 78,
+};
+
+extern const char *log_prog;
+extern int log_verbose;
+
+void log_init(const char *prog);
+void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prints "prog VERSION" on stdout (for -V). */
+void print_version(void);
+
+#endif

@@ -1,0 +1,435 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qga.h"
+
+enum { S_IDLE, S_RETRY, S_CONNECTING, S_SEND, S_RECV, S_DONE };
+
+#define QGA_REPLY_MAX (16 * 1024 * 1024)
+#define QGA_JUNK_MAX (64 * 1024) /* bytes before a sync marker we put up with */
+#define QGA_RETRY_MS 50          /* socket backlog full: Proxmox retries too */
+
+const char *
+qga_result_name(enum qga_result r)
+{
+	switch (r) {
+	case QGA_OK: return "ok";
+	case QGA_NOSOCKET: return "no-socket";
+	case QGA_REFUSED: return "refused";
+	case QGA_TIMEOUT: return "timeout";
+	case QGA_GARBAGE: return "garbage";
+	case QGA_WRONGID: return "wrong-id";
+	case QGA_ERROR: return "error";
+	case QGA_IOERR: return "io-error";
+	case QGA_PENDING: break;
+	}
+	return "pending";
+}
+
+void
+qga_call_init(struct qga_call *c, const char *path, const char *command, int timeout_ms)
+{
+	memset(c, 0, sizeof *c);
+	c->path = xstrdup(path);
+	c->command = xstrdup(command);
+	c->timeout_ms = timeout_ms;
+	c->fd = -1;
+	c->result = QGA_PENDING;
+}
+
+static void
+finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->state = S_DONE;
+	c->result = r;
+	c->elapsed_ms = now - c->start_ms;
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(c->detail, sizeof c->detail, fmt, ap);
+		va_end(ap);
+	}
+	buf_free(&c->in);
+	buf_free(&c->out);
+}
+
+static uint32_t
+random_id(void)
+{
+	uint32_t id;
+
+	if (getrandom(&id, sizeof id, GRND_NONBLOCK) != sizeof id)
+		id = (uint32_t)time(NULL) ^ (uint32_t)getpid() << 16 ^ (uint32_t)mono_ms();
+	id &= 0x7fffffff;
+	return id ? id : 1;
+}
+
+static void
+fail_errno(struct qga_call *c, int err, int64_t now, const char *what)
+{
+	switch (err) {
+	case ENOENT:
+	case ENOTDIR:
+		finish(c, QGA_NOSOCKET, now, "%s: no such socket", c->path);
+		break;
+	case ECONNREFUSED:
+		finish(c, QGA_REFUSED, now, "%s: connection refused", c->path);
+		break;
+	default:
+		finish(c, QGA_IOERR, now, "%s: %s: %s", c->path, what, strerror(err));
+	}
+}
+
+static void
+try_connect(struct qga_call *c, int64_t now)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = strlen(c->path);
+
+	if (n >= sizeof sa.sun_path) {
+		finish(c, QGA_IOERR, now, "%s: socket path too long", c->path);
+		return;
+	}
+	memcpy(sa.sun_path, c->path, n + 1);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		fail_errno(c, errno, now, "socket");
+		return;
+	}
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+		c->state = S_SEND;
+	} else if (errno == EINPROGRESS) {
+		c->state = S_CONNECTING;
+	} else if (errno == EAGAIN) {
+		/* The listener's backlog is full: another client holds the agent. */
+		close(c->fd);
+		c->fd = -1;
+		c->state = S_RETRY;
+		c->retry_ms = now + QGA_RETRY_MS;
+	} else {
+		fail_errno(c, errno, now, "connect");
+	}
+}
+
+void
+qga_call_start(struct qga_call *c, int64_t now_ms)
+{
+	c->start_ms = now_ms;
+	c->deadline_ms = now_ms + c->timeout_ms;
+	c->id = random_id();
+	buf_reset(&c->out);
+	/* The leading 0xFF makes the agent drop any half-parsed input a previous
+	 * client left behind; it answers it with an error we skip. */
+	buf_append(&c->out, "\xff", 1);
+	buf_printf(&c->out, "{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%u}}\n%s\n",
+		   c->id, c->command);
+	try_connect(c, now_ms);
+	if (c->state == S_SEND)
+		qga_call_step(c, POLLOUT, now_ms);
+}
+
+int
+qga_call_fd(const struct qga_call *c)
+{
+	return c->state == S_CONNECTING || c->state == S_SEND || c->state == S_RECV ? c->fd : -1;
+}
+
+short
+qga_call_events(const struct qga_call *c)
+{
+	switch (c->state) {
+	case S_CONNECTING:
+	case S_SEND: return POLLOUT;
+	case S_RECV: return POLLIN;
+	default: return 0;
+	}
+}
+
+int64_t
+qga_call_wakeup(const struct qga_call *c)
+{
+	if (c->state == S_RETRY && c->retry_ms < c->deadline_ms)
+		return c->retry_ms;
+	return c->deadline_ms;
+}
+
+int
+qga_call_done(const struct qga_call *c)
+{
+	return c->state == S_DONE;
+}
+
+/* Returns the length of the next complete line in in (without '\n'), or -1. */
+static long
+line_len(const struct buf *in)
+{
+	const char *nl = in->len ? memchr(in->data, '\n', in->len) : NULL;
+
+	return nl ? nl - in->data : -1;
+}
+
+static json_t *
+parse_line(struct buf *in, long n)
+{
+	long m = n;
+
+	while (m > 0 && (in->data[m - 1] == '\r' || in->data[m - 1] == ' '))
+		m--;
+	json_t *j = json_loadb(in->data, m, 0, NULL);
+	buf_consume(in, n + 1);
+	return j;
+}
+
+/* Consumes what has arrived; finishes the call once the reply is complete. */
+static void
+parse_input(struct qga_call *c, int64_t now)
+{
+	for (;;) {
+		long n;
+		json_t *j, *ret;
+
+		if (!c->saw_sync) {
+			char *ff = c->in.len ? memchr(c->in.data, 0xff, c->in.len) : NULL;
+			if (!ff && c->in.len > QGA_JUNK_MAX) {
+				finish(c, QGA_GARBAGE, now, "%s: %zu bytes without a sync reply",
+				       c->path, c->in.len);
+				return;
+			}
+			if (!ff)
+				return;
+			/* Keep the 0xFF itself until its line is complete. */
+			buf_consume(&c->in, ff - c->in.data);
+			n = line_len(&c->in);
+			if (n < 0)
+				return;
+			c->in.data[0] = ' ';
+			j = parse_line(&c->in, n);
+			ret = json_object_get(j, "return");
+			if (!json_is_integer(ret)) {
+				json_decref(j);
+				finish(c, QGA_GARBAGE, now, "%s: unreadable sync reply", c->path);
+				return;
+			}
+			/* Another id is a reply meant for an earlier client: skip it. */
+			if (json_integer_value(ret) == (json_int_t)c->id)
+				c->saw_sync = 1;
+			else
+				c->stale++;
+			json_decref(j);
+			continue;
+		}
+		n = line_len(&c->in);
+		if (n < 0)
+			return;
+		if (n == 0 || (n == 1 && c->in.data[0] == '\r')) {
+			buf_consume(&c->in, n + 1);
+			continue;
+		}
+		j = parse_line(&c->in, n);
+		if ((ret = json_object_get(j, "return"))) {
+			c->ret = json_incref(ret);
+			json_decref(j);
+			finish(c, QGA_OK, now, NULL);
+		} else if (json_is_object(json_object_get(j, "error"))) {
+			json_t *e = json_object_get(j, "error");
+			const char *desc = json_string_value(json_object_get(e, "desc"));
+			const char *cls = json_string_value(json_object_get(e, "class"));
+			finish(c, QGA_ERROR, now, "%s: agent error: %s%s%s", c->path,
+			       desc ? desc : "(no description)", cls ? " " : "", cls ? cls : "");
+			json_decref(j);
+		} else {
+			json_decref(j);
+			finish(c, QGA_GARBAGE, now, "%s: unreadable reply", c->path);
+		}
+		return;
+	}
+}
+
+static void
+do_send(struct qga_call *c, int64_t now)
+{
+	while (c->out_off < c->out.len) {
+		ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
+				 MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) {
+			fail_errno(c, errno, now, "write");
+			return;
+		}
+		c->out_off += n;
+	}
+	c->state = S_RECV;
+}
+
+static void
+do_recv(struct qga_call *c, int64_t now)
+{
+	for (;;) {
+		buf_grow(&c->in, 65536);
+		ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n < 0) {
+			fail_errno(c, errno, now, "read");
+			return;
+		}
+		if (n == 0) {
+			parse_input(c, now);
+			if (c->state != S_DONE)
+				finish(c, QGA_IOERR, now, "%s: agent closed the connection", c->path);
+			return;
+		}
+		c->in.len += n;
+		c->in.data[c->in.len] = '\0';
+		if (c->in.len > QGA_REPLY_MAX) {
+			finish(c, QGA_GARBAGE, now, "%s: reply larger than %d bytes", c->path,
+			       QGA_REPLY_MAX);
+			return;
+		}
+	}
+	parse_input(c, now);
+}
+
+void
+qga_call_step(struct qga_call *c, short revents, int64_t now_ms)
+{
+	int err = 0;
+	socklen_t len = sizeof err;
+
+	switch (c->state) {
+	case S_RETRY:
+		if (now_ms >= c->retry_ms && now_ms < c->deadline_ms)
+			try_connect(c, now_ms);
+		break;
+	case S_CONNECTING:
+		if (!revents)
+			break;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err) {
+			fail_errno(c, err, now_ms, "connect");
+			return;
+		}
+		c->state = S_SEND;
+		/* fall through */
+	case S_SEND:
+		if (revents & (POLLOUT | POLLERR | POLLHUP))
+			do_send(c, now_ms);
+		if (c->state != S_RECV)
+			break;
+		revents = POLLIN;
+		/* fall through */
+	case S_RECV:
+		if (revents & (POLLIN | POLLERR | POLLHUP))
+			do_recv(c, now_ms);
+		break;
+	default:
+		return;
+	}
+	if (c->state != S_DONE && now_ms >= c->deadline_ms) {
+		if (c->state == S_RETRY)
+			finish(c, QGA_TIMEOUT, now_ms, "%s: agent busy (another client) for %d ms",
+			       c->path, c->timeout_ms);
+		else if (c->stale && !c->saw_sync)
+			finish(c, QGA_WRONGID, now_ms, "%s: only stale sync replies in %d ms",
+			       c->path, c->timeout_ms);
+		else if (!c->saw_sync && c->in.len > 0)
+			finish(c, QGA_GARBAGE, now_ms, "%s: %zu bytes without a sync reply",
+			       c->path, c->in.len);
+		else
+			finish(c, QGA_TIMEOUT, now_ms, "%s: no reply in %d ms", c->path,
+			       c->timeout_ms);
+	}
+}
+
+void
+qga_call_cleanup(struct qga_call *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	json_decref(c->ret);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	free(c->path);
+	free(c->command);
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+}
+
+void
+qga_run(struct qga_call *calls, size_t n, size_t max_parallel)
+{
+	struct pollfd *pfd = xcalloc(n, sizeof *pfd);
+	size_t *idx = xcalloc(n, sizeof *idx);
+	size_t next = 0, active = 0, done = 0;
+
+	if (!max_parallel)
+		max_parallel = n;
+	while (done < n) {
+		int64_t now = mono_ms(), wake = INT64_MAX;
+		size_t np = 0;
+
+		while (next < n && active < max_parallel) {
+			qga_call_start(&calls[next], now);
+			if (qga_call_done(&calls[next]))
+				done++;
+			else
+				active++;
+			next++;
+		}
+		for (size_t i = 0; i < next; i++) {
+			struct qga_call *c = &calls[i];
+			if (qga_call_done(c))
+				continue;
+			if (qga_call_wakeup(c) < wake)
+				wake = qga_call_wakeup(c);
+			if (qga_call_fd(c) >= 0) {
+				pfd[np] = (struct pollfd){ qga_call_fd(c), qga_call_events(c), 0 };
+				idx[np++] = i;
+			}
+		}
+		if (!active)
+			continue;
+		int64_t wait = wake == INT64_MAX ? 1000 : wake - now;
+		if (wait < 0)
+			wait = 0;
+		if (poll(pfd, np, (int)wait) < 0 && errno != EINTR)
+			break;
+		now = mono_ms();
+		for (size_t k = 0; k < np; k++)
+			if (pfd[k].revents)
+				qga_call_step(&calls[idx[k]], pfd[k].revents, now);
+		for (size_t i = 0; i < next; i++) {
+			struct qga_call *c = &calls[i];
+			if (!qga_call_done(c) && qga_call_wakeup(c) <= now)
+				qga_call_step(c, 0, now);
+		}
+		active = done = 0;
+		for (size_t i = 0; i < next; i++)
+			qga_call_done(&calls[i]) ? done++ : active++;
+	}
+	free(pfd);
+	free(idx);
+}

@@ -1,0 +1,67 @@
+/* One exchange with a QEMU guest agent over its Unix socket:
+ *   connect, write 0xFF + guest-sync-delimited(random id) + COMMAND,
+ *   skip to the 0xFF that starts the agent's sync reply, check the id,
+ *   read COMMAND's reply, close.
+ * The socket takes one client at a time and Proxmox uses it too, so a call
+ * never keeps it longer than its deadline. Calls are non-blocking state
+ * machines so a program can run hundreds of them on one poll loop. */
+#ifndef PVEKIT_QGA_H
+#define PVEKIT_QGA_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "util.h"
+
+enum qga_result {
+	QGA_PENDING = -1,
+	QGA_OK = 0,
+	QGA_NOSOCKET,  /* no socket file: guest not running or agent disabled */
+	QGA_REFUSED,   /* socket file but nobody listening: QEMU gone */
+	QGA_TIMEOUT,   /* no (complete) answer before the deadline: hung agent */
+	QGA_GARBAGE,   /* bytes that are not the agent protocol */
+	QGA_WRONGID,   /* a sync reply, but never with our id */
+	QGA_ERROR,     /* the agent answered with an error object */
+	QGA_IOERR,     /* connect/read/write failed otherwise, or peer closed */
+};
+
+struct qga_call {
+	/* set by qga_call_init */
+	char *path;
+	char *command; /* one JSON object, e.g. {"execute":"guest-ping"} */
+	int timeout_ms;
+	void *user;
+	/* results */
+	enum qga_result result;
+	json_t *ret;        /* the "return" value on QGA_OK (owned, freed by cleanup) */
+	char detail[256];   /* why, for every result but QGA_OK */
+	int64_t elapsed_ms; /* from start to result */
+	/* private */
+	int fd, state, saw_sync, stale;
+	uint32_t id;
+	struct buf out, in;
+	size_t out_off;
+	int64_t start_ms, deadline_ms, retry_ms;
+};
+
+/* Short names for results: "ok", "no-socket", "refused", "timeout",
+ * "garbage", "wrong-id", "error", "io-error". */
+const char *qga_result_name(enum qga_result r);
+
+void qga_call_init(struct qga_call *c, const char *path, const char *command, int timeout_ms);
+void qga_call_start(struct qga_call *c, int64_t now_ms);
+/* poll(2) interest: fd and events; fd -1 while waiting on a timer or done. */
+int qga_call_fd(const struct qga_call *c);
+short qga_call_events(const struct qga_call *c);
+/* When the call next needs qga_call_step without I/O (a retry or the deadline). */
+int64_t qga_call_wakeup(const struct qga_call *c);
+/* Advances on revents (0 for a timer); closes the socket once done. */
+void qga_call_step(struct qga_call *c, short revents, int64_t now_ms);
+int qga_call_done(const struct qga_call *c);
+void qga_call_cleanup(struct qga_call *c);
+
+/* Runs n calls to completion, all at once (at most max_parallel sockets
+ * open, 0 = no limit). Each call keeps its own deadline. */
+void qga_run(struct qga_call *calls, size_t n, size_t max_parallel);
+
+#endif

@@ -1,0 +1,70 @@
+/* Small helpers every program uses: memory, growable buffers, files, time,
+ * number parsing. Allocation failures abort: these are tiny daemons and a
+ * half-handled ENOMEM is worse than a restart by systemd. */
+#ifndef PVEKIT_UTIL_H
+#define PVEKIT_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+void *xreallocarray(void *p, size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A growable byte buffer, always NUL-terminated. */
+struct buf {
+	char *data;
+	size_t len, cap;
+};
+
+void buf_grow(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_puts(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_consume(struct buf *b, size_t n); /* drop n bytes from the front */
+void buf_reset(struct buf *b);
+void buf_free(struct buf *b);
+
+/* Reads a whole file (at most max bytes, else EFBIG). 0 or -1 with errno. */
+int read_file(const char *path, size_t max, struct buf *out);
+
+/* Writes path atomically (temp file in the same directory, fsync, rename),
+ * and only when the content differs. 0 unchanged, 1 written, -1 errno. */
+int write_file_if_changed(const char *path, const void *data, size_t len, mode_t mode);
+
+/* mkdir -p; 0 or -1 with errno. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* A secrets file must be owned by us or root and not readable by group or
+ * others. 0 when safe; otherwise -1 and a reason in err. */
+int check_private_file(int fd, char *err, size_t errlen);
+
+/* Clocks in milliseconds / nanoseconds. */
+int64_t mono_ms(void);
+int64_t real_ns(void);
+void sleep_ms(int64_t ms);
+
+/* Strict parsers: the whole string must match; 0 or -1. */
+int parse_ulong(const char *s, unsigned long max, unsigned long *out);
+int parse_seconds(const char *s, double *out); /* "5", "0.25": >= 0, finite */
+int parse_vmid(const char *s, uint32_t *out);  /* ^[1-9][0-9]{0,8}$ */
+int parse_bool(const char *s, int *out);       /* 1/0 yes/no true/false on/off */
+
+/* This node's name as Proxmox computes it: uname -n cut at the first '.'. */
+const char *local_node_name(void);
+
+/* Raises the soft open-files limit to the hard limit (for many sockets). */
+void raise_nofile_limit(void);
+
+/* Installs handler for sig with sigaction and no SA_RESTART. */
+void on_signal(int sig, void (*handler)(int));
+
+#endif

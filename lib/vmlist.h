@@ -1,0 +1,51 @@
+/* Which node owns which guest: pmxcfs's .vmlist, or the same map derived
+ * from nodes/NODE/{qemu-server,lxc}/VMID.conf when .vmlist is absent. */
+#ifndef PVEKIT_VMLIST_H
+#define PVEKIT_VMLIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guestconf.h"
+
+#define NODE_NAME_MAX 64
+
+struct vm_owner {
+	uint32_t vmid;
+	enum guest_type type;
+	char node[NODE_NAME_MAX];
+};
+
+struct vmlist {
+	uint64_t version; /* pmxcfs's counter; 0 when derived from a scan */
+	struct vm_owner *e; /* sorted by vmid, vmids unique */
+	size_t n;
+};
+
+/* Parses .vmlist text. Anything but a complete, valid map is an error
+ * (a truncated or empty file must never look like "every guest is gone").
+ * 0, or -1 with a reason in err. */
+int vmlist_parse(const char *text, size_t len, struct vmlist *out, char *err, size_t errlen);
+
+/* Builds the map from PVE_DIR/nodes/NODE/{qemu-server,lxc}/VMID.conf for every NODE.
+ * 0, or -1 with a reason in err (PVE_DIR/nodes unreadable). */
+int vmlist_scan(const char *pve_dir, struct vmlist *out, char *err, size_t errlen);
+
+/* PVE_DIR/.vmlist if it exists, else vmlist_scan. Sets *from_file. */
+int vmlist_load(const char *pve_dir, struct vmlist *out, int *from_file, char *err,
+		size_t errlen);
+
+/* The "vmlist" counter of PVE_DIR/.version: 0 and *out, or -1 (absent/invalid). */
+int pve_version_counter(const char *pve_dir, const char *key, uint64_t *out);
+
+const struct vm_owner *vmlist_find(const struct vmlist *l, uint32_t vmid);
+void vmlist_add(struct vmlist *l, const struct vm_owner *o); /* keeps order */
+void vmlist_free(struct vmlist *l);
+
+/* A node name as pmxcfs accepts it (letters, digits, '-'; no leading '-'). */
+int node_name_valid(const char *s);
+
+/* PVE_DIR/nodes/NODE/{qemu-server,lxc}/VMID.conf */
+char *guest_conf_path(const char *pve_dir, const char *node, enum guest_type t, uint32_t vmid);
+
+#endif

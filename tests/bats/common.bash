@@ -1,0 +1,99 @@
+# Shared helpers for the bats suite. Every test file does:
+#   bats_require_minimum_version 1.5.0
+#   setup() { load common; pvekit_setup; }
+#   teardown() { pvekit_teardown; }
+
+bats_load_library bats-support
+bats_load_library bats-assert
+bats_load_library bats-file
+
+TOP=$(cd "$BATS_TEST_DIRNAME/../.." && pwd)
+FIXTURES=$TOP/tests/fixtures
+FAKES=$TOP/tests/fakes
+
+pvekit_setup() {
+	export PATH="${PVEKIT_BUILD:-$TOP/build}:$FAKES:$PATH"
+	T=$BATS_TEST_TMPDIR
+	: >"$T/.bg-pids"
+	: >"$T/.netns"
+}
+
+# Background helpers must not hold bats' fd 3, and die with the test.
+start_bg() {
+	"$@" 3>&- &
+	echo $! >>"$T/.bg-pids"
+	BG_PID=$!
+}
+
+pvekit_teardown() {
+	local pid ns
+	if [ -f "$T/.bg-pids" ]; then
+		while read -r pid; do
+			kill -CONT "$pid" 2>/dev/null || true
+			pkill -TERM -P "$pid" 2>/dev/null || true
+			kill -TERM "$pid" 2>/dev/null || true
+		done <"$T/.bg-pids"
+		while read -r pid; do
+			for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+			kill -KILL "$pid" 2>/dev/null || true
+		done <"$T/.bg-pids"
+	fi
+	if [ -f "$T/.netns" ]; then
+		while read -r ns; do ip netns del "$ns" 2>/dev/null || true; done <"$T/.netns"
+	fi
+}
+
+# wait_until SECONDS COMMAND...: polls every 20 ms, fails after SECONDS.
+wait_until() {
+	local limit=$1 i=0 n
+	shift
+	n=$(awk -v s="$limit" 'BEGIN { printf "%d", s * 50 }')
+	until "$@" 2>/dev/null; do
+		i=$((i + 1))
+		if [ "$i" -ge "$n" ]; then
+			echo "wait_until: gave up after ${limit}s: $*" >&2
+			return 1
+		fi
+		sleep 0.02
+	done
+}
+
+# A simulated Proxmox node: pmxcfs tree in $PVE with nodes pve1 (this one)
+# and pve2, and the runtime dir $RUN.
+make_pve() {
+	PVE=$T/pve
+	RUN=$T/run
+	mkdir -p "$RUN"
+	[ $# -gt 0 ] || set -- pve1 pve2
+	pmxcfs-sim init "$PVE" "$@" >/dev/null
+}
+
+# start_qga SOCKET: a real QEMU guest agent listening on SOCKET, as a VM's
+# agent does. guest-set-time is blocked: a test must never set this clock.
+start_qga() {
+	local sock=$1 dir
+	dir=$(dirname "$sock")/.qga-$(basename "$sock")
+	mkdir -p "$dir"
+	rm -f "$sock"
+	start_bg qemu-ga -m unix-listen -p "$sock" -t "$dir" -b guest-set-time
+	QGA_PID=$BG_PID
+	wait_until 5 test -S "$sock"
+}
+
+# fake_qemu RUN VMID: a process started with "-pidfile RUN/VMID.pid", as
+# qemu-server starts QEMU, so the running check finds it.
+fake_qemu() {
+	local run=$1 vmid=$2
+	start_bg bash -c 'while :; do sleep 1; done' qemu-fake -pidfile "$run/$vmid.pid"
+	echo "$BG_PID" >"$run/$vmid.pid"
+}
+
+# netns_add NAME: a network namespace removed by pvekit_teardown. Names get a
+# per-test prefix so tests never collide.
+netns_add() {
+	local ns="pk$$-$1"
+	ip netns add "$ns"
+	echo "$ns" >>"$T/.netns"
+	ip -n "$ns" link set lo up
+	echo "$ns"
+}
