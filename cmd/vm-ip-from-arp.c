@@ -1,0 +1,356 @@
+/* vm-ip-from-arp: which IP addresses do this node's guests use? The MACs of
+ * their NICs (live configs) looked up in the kernel's neighbour tables. */
+#include <errno.h>
+#include <getopt.h>
+#include <linux/neighbour.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "guestconf.h"
+#include "ipfile.h"
+#include "log.h"
+#include "nl.h"
+#include "util.h"
+#include "vmlist.h"
+
+struct opts {
+	const char *pve_dir, *node, *config_dir;
+	int *ifindex; /* --bridge, resolved */
+	size_t nifindex;
+	int all, print_only, replace, prune, probe;
+	int probe_timeout_ms;
+	char **args;
+	int nargs;
+};
+
+/* One MAC of a guest NIC; vmid 0 marks a MAC that several guests use. */
+struct mac_owner {
+	uint8_t mac[6];
+	uint32_t vmid;
+};
+
+static const char usage_line[] =
+    "usage: vm-ip-from-arp [-anv] [-b IFACE] [--replace] [--no-prune] [--probe IP...|-]";
+
+static void
+usage(void)
+{
+	printf("%s\n\n"
+	       "Finds the IP addresses of this node's guests in the kernel's neighbour\n"
+	       "tables (IPv4 and IPv6) by the MACs of their NICs, prints \"VMID IP\" lines\n"
+	       "and writes CONFIG_DIR/failoverip/VMID.\n\n"
+	       "  -a, --all                keep IPv6 link-local addresses (fe80::/10)\n"
+	       "  -b, --bridge IFACE       only neighbours on IFACE (may be repeated)\n"
+	       "  -p, --probe              resolve the addresses given as arguments\n"
+	       "                           (or on stdin with \"-\") before the lookup\n"
+	       "      --probe-timeout SECS deadline for all probes (default 3)\n"
+	       "      --replace            a guest's file becomes exactly what is found\n"
+	       "      --no-prune           keep files of guests that no longer exist\n"
+	       "  -v, --verbose            only print, write nothing (also -n, --dry-run)\n"
+	       "      --config-dir DIR     default /etc/pve/pvekit\n"
+	       "      --pve-dir DIR        default /etc/pve\n"
+	       "      --node NAME          default: this host's name\n"
+	       "  -h, --help               this help\n"
+	       "  -V, --version            print the version\n",
+	       usage_line);
+}
+
+/* After the one-line reason: the usage line, exit 64. */
+static _Noreturn void
+bad_usage(void)
+{
+	fprintf(stderr, "%s\n", usage_line);
+	exit(EXIT_USAGE);
+}
+
+static void
+add_bridge(struct opts *o, const char *name)
+{
+	unsigned idx = if_nametoindex(name);
+
+	if (!idx)
+		die(EXIT_CONFIG, "--bridge %s: no such interface", name);
+	o->ifindex = xreallocarray(o->ifindex, o->nifindex + 1, sizeof *o->ifindex);
+	o->ifindex[o->nifindex++] = (int)idx;
+}
+
+static void
+parse_args(int argc, char **argv, struct opts *o)
+{
+	enum { O_CONFIG_DIR = 256, O_PVE_DIR, O_NODE, O_PROBE_TIMEOUT, O_REPLACE, O_NO_PRUNE };
+	static const struct option longopts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ "bridge", required_argument, NULL, 'b' },
+		{ "probe", no_argument, NULL, 'p' },
+		{ "probe-timeout", required_argument, NULL, O_PROBE_TIMEOUT },
+		{ "replace", no_argument, NULL, O_REPLACE },
+		{ "no-prune", no_argument, NULL, O_NO_PRUNE },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
+		{ "pve-dir", required_argument, NULL, O_PVE_DIR },
+		{ "node", required_argument, NULL, O_NODE },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	double secs;
+	int c;
+
+	*o = (struct opts){ .pve_dir = "/etc/pve",
+		            .config_dir = "/etc/pve/pvekit",
+		            .node = local_node_name(),
+		            .prune = 1,
+		            .probe_timeout_ms = 3000 };
+	while ((c = getopt_long(argc, argv, "ab:pvnhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			o->all = 1;
+			break;
+		case 'b':
+			add_bridge(o, optarg);
+			break;
+		case 'p':
+			o->probe = 1;
+			break;
+		case 'v':
+		case 'n':
+			o->print_only = 1;
+			break;
+		case O_PROBE_TIMEOUT:
+			if (parse_seconds(optarg, &secs) < 0 || secs > 600) {
+				log_err("--probe-timeout %s: want seconds (0 to 600)", optarg);
+				bad_usage();
+			}
+			o->probe_timeout_ms = (int)(secs * 1000);
+			break;
+		case O_REPLACE:
+			o->replace = 1;
+			break;
+		case O_NO_PRUNE:
+			o->prune = 0;
+			break;
+		case O_CONFIG_DIR:
+			o->config_dir = optarg;
+			break;
+		case O_PVE_DIR:
+			o->pve_dir = optarg;
+			break;
+		case O_NODE:
+			if (!node_name_valid(optarg)) {
+				log_err("--node %s: not a node name", optarg);
+				bad_usage();
+			}
+			o->node = optarg;
+			break;
+		case 'h':
+			usage();
+			exit(0);
+		case 'V':
+			print_version();
+			exit(0);
+		default:
+			bad_usage();
+		}
+	}
+	o->args = argv + optind;
+	o->nargs = argc - optind;
+	if (o->nargs && !o->probe) {
+		log_err("%s: unexpected argument (addresses go with --probe)", o->args[0]);
+		bad_usage();
+	}
+	if (o->probe && !o->nargs) {
+		log_err("%s", "--probe: no address given (use - to read them from stdin)");
+		bad_usage();
+	}
+}
+
+static int
+mac_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct mac_owner *)a)->mac, ((const struct mac_owner *)b)->mac, 6);
+}
+
+/* Every MAC of every guest, sorted; a MAC shared by two guests is ambiguous
+ * (a clone with a copied MAC) and matches neither. */
+static struct mac_owner *
+collect_macs(const struct node_guest *g, size_t ng, size_t *n)
+{
+	struct mac_owner *m = NULL;
+	size_t k = 0, cap = 0, out = 0;
+	char s[18];
+
+	for (size_t i = 0; i < ng; i++)
+		for (size_t j = 0; j < g[i].conf.nnics; j++) {
+			if (!g[i].conf.nics[j].has_mac)
+				continue;
+			if (k == cap) {
+				cap = cap ? cap * 2 : 1024;
+				m = xreallocarray(m, cap, sizeof *m);
+			}
+			memcpy(m[k].mac, g[i].conf.nics[j].mac, 6);
+			m[k++].vmid = g[i].vmid;
+		}
+	if (k)
+		qsort(m, k, sizeof *m, mac_cmp);
+	for (size_t i = 0; i < k; i++) {
+		if (out && mac_cmp(&m[out - 1], &m[i]) == 0) {
+			if (m[out - 1].vmid != m[i].vmid && m[out - 1].vmid) {
+				mac_format(m[i].mac, s);
+				log_warn("MAC %s is used by guests %u and %u: ignored", s,
+				         m[out - 1].vmid, m[i].vmid);
+				m[out - 1].vmid = 0;
+			}
+			continue;
+		}
+		m[out++] = m[i];
+	}
+	*n = out;
+	return m;
+}
+
+static int
+want_ifindex(const struct opts *o, int ifindex)
+{
+	if (!o->nifindex)
+		return 1;
+	for (size_t i = 0; i < o->nifindex; i++)
+		if (o->ifindex[i] == ifindex)
+			return 1;
+	return 0;
+}
+
+/* The addresses to probe: the arguments, or the first word of each line on
+ * stdin for "-" (so "failoverip-set --list" output can be piped in). */
+static struct nl_probe *
+probe_list(const struct opts *o, size_t *n)
+{
+	struct nl_probe *p = NULL;
+	char *line = NULL;
+	size_t cap = 0, lineno = 0;
+
+	*n = 0;
+	for (int i = 0; i < o->nargs; i++) {
+		struct ipaddr ip;
+
+		if (strcmp(o->args[i], "-") == 0) {
+			while (getline(&line, &cap, stdin) > 0) {
+				char *w = line + strspn(line, " \t");
+				lineno++;
+				w[strcspn(w, " \t\r\n")] = '\0';
+				if (!*w || *w == '#')
+					continue;
+				if (ipaddr_parse(w, &ip) < 0) {
+					log_warn("stdin:%zu: %s: not an IP address, skipped",
+					         lineno, w);
+					continue;
+				}
+				p = xreallocarray(p, *n + 1, sizeof *p);
+				p[(*n)++] = (struct nl_probe){ .ip = ip };
+			}
+			continue;
+		}
+		if (ipaddr_parse(o->args[i], &ip) < 0) {
+			log_err("--probe %s: not an IP address", o->args[i]);
+			bad_usage();
+		}
+		p = xreallocarray(p, *n + 1, sizeof *p);
+		p[(*n)++] = (struct nl_probe){ .ip = ip };
+	}
+	free(line);
+	return p;
+}
+
+static void
+run_probes(const struct opts *o)
+{
+	char err[256], s[IPADDR_STRLEN];
+	size_t n;
+	struct nl_probe *p = probe_list(o, &n);
+
+	if (n && nl_probe(p, n, o->probe_timeout_ms, err, sizeof err) < 0)
+		die(EXIT_OSERR, "%s", err);
+	for (size_t i = 0; i < n; i++) {
+		ipaddr_format(&p[i].ip, s);
+		if (p[i].state == NL_PROBE_RESOLVED)
+			log_debug("probe %s: resolved", s);
+		else
+			log_info("probe %s: %s: %s", s, nl_probe_state_name(p[i].state),
+			         p[i].detail);
+	}
+	free(p);
+}
+
+/* Neighbours whose MAC belongs to a guest, as "VMID IP" records. */
+static struct vm_ip *
+match_neighbours(const struct opts *o, const struct mac_owner *m, size_t nm, size_t *n)
+{
+	struct nl_neigh *ne;
+	struct vm_ip *v;
+	size_t nn, k = 0;
+	char err[256];
+
+	if (nl_neigh_dump(&ne, &nn, err, sizeof err) < 0)
+		die(EXIT_OSERR, "%s", err);
+	v = xcalloc(nn, sizeof *v);
+	for (size_t i = 0; i < nn; i++) {
+		struct mac_owner key = { 0 }, *hit;
+
+		if (!want_ifindex(o, ne[i].ifindex) || (!o->all && ipaddr_is_ll6(&ne[i].ip)))
+			continue;
+		memcpy(key.mac, ne[i].mac, 6);
+		hit = nm ? bsearch(&key, m, nm, sizeof *m, mac_cmp) : NULL;
+		if (hit && hit->vmid)
+			v[k++] = (struct vm_ip){ hit->vmid, ne[i].ip };
+	}
+	free(ne);
+	*n = vm_ip_sort_unique(v, k);
+	return v;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	struct vmlist l = { 0 };
+	struct node_guest *g;
+	struct mac_owner *macs;
+	struct vm_ip *v;
+	size_t ng, nm, n;
+	char err[256], *nodedir;
+	struct stat st;
+	int from_file, rc = 0;
+
+	log_init("vm-ip-from-arp");
+	parse_args(argc, argv, &o);
+
+	nodedir = xasprintf("%s/nodes/%s", o.pve_dir, o.node);
+	if (stat(nodedir, &st) < 0)
+		die(errno == ENOENT ? EXIT_CONFIG : EXIT_UNAVAILABLE, "%s: %m (see --node)",
+		    nodedir);
+	free(nodedir);
+	if (vmlist_load(o.pve_dir, &l, &from_file, err, sizeof err) < 0)
+		die(EXIT_UNAVAILABLE, "%s", err);
+	ng = node_guests_load(o.pve_dir, o.node, &l, &g);
+	macs = collect_macs(g, ng, &nm);
+
+	if (o.probe)
+		run_probes(&o);
+	v = match_neighbours(&o, macs, nm, &n);
+	vm_ip_print(v, n);
+	if (!o.print_only &&
+	    ipfile_sync(o.config_dir, v, n, o.replace ? IPFILE_REPLACE : IPFILE_KEEP_UNSEEN,
+	                o.prune ? &l : NULL) < 0)
+		rc = EXIT_TEMPFAIL;
+
+	free(v);
+	free(macs);
+	free(o.ifindex);
+	node_guests_free(g, ng);
+	vmlist_free(&l);
+	return rc;
+}

@@ -1,0 +1,505 @@
+/* vm-public-ip: the addresses this node's guests report themselves: QEMU
+ * guests through their agent (guest-network-get-interfaces), containers
+ * from their network namespace. Public ones only unless --all. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/if_addr.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "guest.h"
+#include "guestconf.h"
+#include "ipfile.h"
+#include "log.h"
+#include "nl.h"
+#include "qga.h"
+#include "util.h"
+#include "vmlist.h"
+
+#define CGROUP_WALK_DEPTH 4 /* the CT's init is in lxc/VMID/ns or just below */
+
+struct ct_pid {
+	uint32_t vmid;
+	pid_t pid;
+};
+
+struct opts {
+	const char *pve_dir, *node, *config_dir, *run_dir, *cgroup_dir;
+	struct ct_pid *ct_pids;
+	size_t nct_pids;
+	int timeout_ms, all, print_only, prune;
+};
+
+struct found {
+	struct vm_ip *v;
+	size_t n, cap;
+	unsigned skipped; /* guests that should have answered and did not */
+};
+
+static const char usage_line[] =
+    "usage: vm-public-ip [-anv] [--timeout SECS] [--run-dir DIR] [--cgroup-dir DIR] "
+    "[--ct-pid VMID=PID]";
+
+static void
+usage(void)
+{
+	printf("%s\n\n"
+	       "Asks every running QEMU guest of this node with the agent enabled for its\n"
+	       "addresses (guest-network-get-interfaces), reads every running container's\n"
+	       "addresses from its network namespace, prints \"VMID IP\" lines and writes\n"
+	       "CONFIG_DIR/failoverip/VMID. Only public addresses unless --all.\n\n"
+	       "  -a, --all               keep every address (private, link-local, ...)\n"
+	       "      --timeout SECS      deadline per guest (default 5; \"500ms\" works too)\n"
+	       "      --no-prune          keep files of guests that no longer exist\n"
+	       "  -v, --verbose           only print, write nothing (also -n, --dry-run)\n"
+	       "      --run-dir DIR       VMID.pid and VMID.qga (default /var/run/qemu-server;\n"
+	       "                          also --qga-dir)\n"
+	       "      --cgroup-dir DIR    where lxc/VMID lives (default /sys/fs/cgroup)\n"
+	       "      --ct-pid VMID=PID   the init process of container VMID (may be repeated)\n"
+	       "      --config-dir DIR    default /etc/pve/pvekit\n"
+	       "      --pve-dir DIR       default /etc/pve\n"
+	       "      --node NAME         default: this host's name\n"
+	       "  -h, --help              this help\n"
+	       "  -V, --version           print the version\n",
+	       usage_line);
+}
+
+/* After the one-line reason: the usage line, exit 64. */
+static _Noreturn void
+bad_usage(void)
+{
+	fprintf(stderr, "%s\n", usage_line);
+	exit(EXIT_USAGE);
+}
+
+/* "5", "0.5" (seconds) or "500ms". */
+static int
+parse_timeout(const char *s, int *ms)
+{
+	size_t n = strlen(s);
+	double v;
+
+	if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
+		char *num = xstrndup(s, n - 2);
+		int rc = parse_seconds(num, &v);
+		free(num);
+		v /= 1000;
+		if (rc < 0)
+			return -1;
+	} else if (parse_seconds(s, &v) < 0) {
+		return -1;
+	}
+	if (v <= 0 || v > 600)
+		return -1;
+	*ms = (int)(v * 1000 + 0.5);
+	return *ms > 0 ? 0 : -1;
+}
+
+static void
+add_ct_pid(struct opts *o, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	unsigned long pid;
+	uint32_t vmid;
+	char *id;
+
+	if (!eq) {
+		log_err("--ct-pid %s: want VMID=PID", arg);
+		bad_usage();
+	}
+	id = xstrndup(arg, eq - arg);
+	if (parse_vmid(id, &vmid) < 0 || parse_ulong(eq + 1, 4194304, &pid) < 0 || !pid) {
+		log_err("--ct-pid %s: want VMID=PID", arg);
+		bad_usage();
+	}
+	free(id);
+	o->ct_pids = xreallocarray(o->ct_pids, o->nct_pids + 1, sizeof *o->ct_pids);
+	o->ct_pids[o->nct_pids++] = (struct ct_pid){ vmid, (pid_t)pid };
+}
+
+static void
+parse_args(int argc, char **argv, struct opts *o)
+{
+	enum {
+		O_TIMEOUT = 256,
+		O_NO_PRUNE,
+		O_RUN_DIR,
+		O_CGROUP_DIR,
+		O_CT_PID,
+		O_CONFIG_DIR,
+		O_PVE_DIR,
+		O_NODE
+	};
+	static const struct option longopts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "no-prune", no_argument, NULL, O_NO_PRUNE },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "run-dir", required_argument, NULL, O_RUN_DIR },
+		{ "qga-dir", required_argument, NULL, O_RUN_DIR },
+		{ "cgroup-dir", required_argument, NULL, O_CGROUP_DIR },
+		{ "ct-pid", required_argument, NULL, O_CT_PID },
+		{ "config-dir", required_argument, NULL, O_CONFIG_DIR },
+		{ "pve-dir", required_argument, NULL, O_PVE_DIR },
+		{ "node", required_argument, NULL, O_NODE },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	int c;
+
+	*o = (struct opts){ .pve_dir = "/etc/pve",
+		            .config_dir = "/etc/pve/pvekit",
+		            .run_dir = RUN_DIR_DEFAULT,
+		            .cgroup_dir = "/sys/fs/cgroup",
+		            .node = local_node_name(),
+		            .timeout_ms = 5000,
+		            .prune = 1 };
+	while ((c = getopt_long(argc, argv, "avnhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			o->all = 1;
+			break;
+		case 'v':
+		case 'n':
+			o->print_only = 1;
+			break;
+		case O_TIMEOUT:
+			if (parse_timeout(optarg, &o->timeout_ms) < 0) {
+				log_err("--timeout %s: want seconds (above 0, at most 600)",
+				        optarg);
+				bad_usage();
+			}
+			break;
+		case O_NO_PRUNE:
+			o->prune = 0;
+			break;
+		case O_RUN_DIR:
+			o->run_dir = optarg;
+			break;
+		case O_CGROUP_DIR:
+			o->cgroup_dir = optarg;
+			break;
+		case O_CT_PID:
+			add_ct_pid(o, optarg);
+			break;
+		case O_CONFIG_DIR:
+			o->config_dir = optarg;
+			break;
+		case O_PVE_DIR:
+			o->pve_dir = optarg;
+			break;
+		case O_NODE:
+			if (!node_name_valid(optarg)) {
+				log_err("--node %s: not a node name", optarg);
+				bad_usage();
+			}
+			o->node = optarg;
+			break;
+		case 'h':
+			usage();
+			exit(0);
+		case 'V':
+			print_version();
+			exit(0);
+		default:
+			bad_usage();
+		}
+	}
+	if (optind < argc) {
+		log_err("%s: unexpected argument", argv[optind]);
+		bad_usage();
+	}
+}
+
+static void
+found_add(struct found *f, uint32_t vmid, const struct ipaddr *ip, int all)
+{
+	if (!all && !ipaddr_is_public(ip))
+		return;
+	if (f->n == f->cap) {
+		f->cap = f->cap ? f->cap * 2 : 64;
+		f->v = xreallocarray(f->v, f->cap, sizeof *f->v);
+	}
+	f->v[f->n++] = (struct vm_ip){ vmid, *ip };
+}
+
+/* --- QEMU guests: the agent --- */
+
+/* One address entry of guest-network-get-interfaces. Windows agents append
+ * "%scope" to IPv6 link-local addresses. */
+static int
+agent_address(json_t *a, struct ipaddr *ip, const char **why)
+{
+	const char *type = json_string_value(json_object_get(a, "ip-address-type"));
+	const char *addr = json_string_value(json_object_get(a, "ip-address"));
+	char buf[IPADDR_STRLEN + 16];
+
+	if (!json_is_object(a) || !type || !addr) {
+		*why = "an address without ip-address or ip-address-type";
+		return -1;
+	}
+	snprintf(buf, sizeof buf, "%s", addr);
+	buf[strcspn(buf, "%")] = '\0';
+	if (ipaddr_parse(buf, ip) < 0 ||
+	    strcmp(type, ip->family == AF_INET ? "ipv4" : "ipv6") != 0) {
+		*why = "an ip-address that does not parse as its ip-address-type";
+		return -1;
+	}
+	return 0;
+}
+
+/* Checks the whole reply first: a guest with a malformed answer is skipped,
+ * not half-recorded. */
+static int
+agent_reply(json_t *ret, uint32_t vmid, struct found *f, int all, const char **why)
+{
+	size_t first = f->n, i, j;
+	json_t *ifc, *a;
+
+	if (!json_is_array(ret)) {
+		*why = "reply is not an array of interfaces";
+		return -1;
+	}
+	json_array_foreach(ret, i, ifc)
+	{
+		json_t *addrs = json_object_get(ifc, "ip-addresses");
+
+		if (!json_is_object(ifc)) {
+			*why = "an interface that is not an object";
+			goto bad;
+		}
+		if (!addrs)
+			continue; /* an interface without addresses */
+		if (!json_is_array(addrs)) {
+			*why = "ip-addresses is not an array";
+			goto bad;
+		}
+		json_array_foreach(addrs, j, a)
+		{
+			struct ipaddr ip;
+			if (agent_address(a, &ip, why) < 0)
+				goto bad;
+			found_add(f, vmid, &ip, all);
+		}
+	}
+	return 0;
+bad:
+	f->n = first;
+	return -1;
+}
+
+static void
+ask_agents(const struct opts *o, const struct node_guest *g, size_t ng, struct found *f)
+{
+	static const char cmd[] = "{\"execute\":\"guest-network-get-interfaces\"}";
+	struct qga_call *calls = xcalloc(ng ? ng : 1, sizeof *calls);
+	uint32_t *vmids = xcalloc(ng ? ng : 1, sizeof *vmids);
+	size_t n = 0;
+
+	for (size_t i = 0; i < ng; i++) {
+		if (g[i].type != GUEST_QEMU)
+			continue;
+		if (!guest_conf_agent_enabled(&g[i].conf)) {
+			log_debug("guest %u: agent not enabled", g[i].vmid);
+			continue;
+		}
+		if (!qemu_running_pid(o->run_dir, g[i].vmid)) {
+			log_debug("guest %u: not running", g[i].vmid);
+			continue;
+		}
+		char *sock = qga_socket_path(o->run_dir, g[i].vmid);
+		qga_call_init(&calls[n], sock, cmd, o->timeout_ms);
+		vmids[n++] = g[i].vmid;
+		free(sock);
+	}
+	qga_run(calls, n, 0);
+	for (size_t i = 0; i < n; i++) {
+		const char *why;
+
+		if (calls[i].result != QGA_OK) {
+			log_warn("guest %u: %s", vmids[i], calls[i].detail);
+			f->skipped++;
+		} else if (agent_reply(calls[i].ret, vmids[i], f, o->all, &why) < 0) {
+			log_warn(
+			    "guest %u: %s: unexpected answer to guest-network-get-interfaces: %s",
+			    vmids[i], calls[i].path, why);
+			f->skipped++;
+		}
+		qga_call_cleanup(&calls[i]);
+	}
+	free(calls);
+	free(vmids);
+}
+
+/* --- containers: their network namespace --- */
+
+/* Is pid the init of a child pid namespace? Its NSpid line in
+ * /proc/PID/status then ends with 1 ("NSpid:\t4711\t1"). */
+static int
+is_ns_init(pid_t pid)
+{
+	char path[64], *line, *tok, *save, *last = NULL;
+	struct buf b = { 0 };
+	int ntok = 0;
+
+	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+	if (read_file(path, 64 * 1024, &b) == 0 && (line = strstr(b.data, "\nNSpid:"))) {
+		line += strlen("\nNSpid:");
+		line[strcspn(line, "\n")] = '\0';
+		for (tok = strtok_r(line, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+			last = tok;
+			ntok++;
+		}
+	}
+	int init = ntok >= 2 && strcmp(last, "1") == 0;
+	buf_free(&b);
+	return init;
+}
+
+/* Looks for the CT's init in DIR/cgroup.procs, then in the cgroups below
+ * (a systemd container moves its init to DIR/init.scope). *first gets the
+ * first live process seen: the fallback for a CT without a pid namespace. */
+static pid_t
+cgroup_find_init(const char *dir, int depth, pid_t *first)
+{
+	char *procs = xasprintf("%s/cgroup.procs", dir);
+	struct buf b = { 0 };
+	pid_t found = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (read_file(procs, 16 * 1024 * 1024, &b) == 0) {
+		for (char *p = b.data, *next; *p && !found; p = next) {
+			unsigned long pid;
+			next = p + strcspn(p, "\n");
+			if (*next)
+				*next++ = '\0';
+			if (parse_ulong(p, 4194304, &pid) < 0 || !pid)
+				continue;
+			if (!*first && kill((pid_t)pid, 0) == 0)
+				*first = (pid_t)pid;
+			if (is_ns_init((pid_t)pid))
+				found = (pid_t)pid;
+		}
+	}
+	buf_free(&b);
+	free(procs);
+	if (found || depth >= CGROUP_WALK_DEPTH || !(d = opendir(dir)))
+		return found;
+	while (!found && (de = readdir(d))) {
+		if ((de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) || de->d_name[0] == '.')
+			continue;
+		char *sub = xasprintf("%s/%s", dir, de->d_name);
+		found = cgroup_find_init(sub, depth + 1, first);
+		free(sub);
+	}
+	closedir(d);
+	return found;
+}
+
+/* The CT's init process, as "lxc-info -n VMID -p" reports it: the process
+ * that is pid 1 in the container. Proxmox (cgroup v2) keeps the container
+ * in lxc/VMID, its payload in lxc/VMID/ns. 0 when the CT is not running. */
+static pid_t
+ct_init_pid(const struct opts *o, uint32_t vmid)
+{
+	char *dirs[] = { xasprintf("%s/lxc/%u/ns", o->cgroup_dir, vmid),
+		         xasprintf("%s/lxc/%u", o->cgroup_dir, vmid) };
+	pid_t pid = 0, first = 0;
+
+	for (size_t i = 0; i < o->nct_pids; i++)
+		if (o->ct_pids[i].vmid == vmid)
+			pid = o->ct_pids[i].pid;
+	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+		if (!pid && !first)
+			pid = cgroup_find_init(dirs[i], 0, &first);
+		free(dirs[i]);
+	}
+	return pid ? pid : first;
+}
+
+static void
+read_containers(const struct opts *o, const struct node_guest *g, size_t ng, struct found *f)
+{
+	for (size_t i = 0; i < ng; i++) {
+		struct nl_ifaddr *a;
+		size_t n;
+		char path[64], err[256];
+		pid_t pid;
+		int fd;
+
+		if (g[i].type != GUEST_LXC)
+			continue;
+		if (!(pid = ct_init_pid(o, g[i].vmid))) {
+			log_debug("guest %u: not running", g[i].vmid);
+			continue;
+		}
+		snprintf(path, sizeof path, "/proc/%ld/ns/net", (long)pid);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+			log_warn("guest %u: %s: %m", g[i].vmid, path);
+			f->skipped++;
+			continue;
+		}
+		if (nl_addr_dump(fd, &a, &n, err, sizeof err) < 0) {
+			log_warn("guest %u: %s: %s", g[i].vmid, path, err);
+			f->skipped++;
+		} else {
+			for (size_t k = 0; k < n; k++)
+				if (!(a[k].flags & IFA_F_DADFAILED))
+					found_add(f, g[i].vmid, &a[k].ip, o->all);
+			free(a);
+		}
+		close(fd);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	struct vmlist l = { 0 };
+	struct node_guest *g;
+	struct found f = { 0 };
+	char err[256], *nodedir;
+	struct stat st;
+	size_t ng;
+	int from_file, rc = 0;
+
+	log_init("vm-public-ip");
+	parse_args(argc, argv, &o);
+
+	nodedir = xasprintf("%s/nodes/%s", o.pve_dir, o.node);
+	if (stat(nodedir, &st) < 0)
+		die(errno == ENOENT ? EXIT_CONFIG : EXIT_UNAVAILABLE, "%s: %m (see --node)",
+		    nodedir);
+	free(nodedir);
+	if (vmlist_load(o.pve_dir, &l, &from_file, err, sizeof err) < 0)
+		die(EXIT_UNAVAILABLE, "%s", err);
+	ng = node_guests_load(o.pve_dir, o.node, &l, &g);
+	raise_nofile_limit();
+
+	read_containers(&o, g, ng, &f);
+	ask_agents(&o, g, ng, &f);
+	f.n = vm_ip_sort_unique(f.v, f.n);
+	vm_ip_print(f.v, f.n);
+	if (!o.print_only &&
+	    ipfile_sync(o.config_dir, f.v, f.n, IPFILE_REPLACE, o.prune ? &l : NULL) < 0)
+		rc = EXIT_TEMPFAIL;
+	if (!rc && f.skipped)
+		rc = 1;
+
+	free(f.v);
+	free(o.ct_pids);
+	node_guests_free(g, ng);
+	vmlist_free(&l);
+	return rc;
+}

@@ -1,0 +1,431 @@
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ipfile.h"
+#include "log.h"
+#include "util.h"
+
+/* An IP file is a handful of lines; anything larger is not ours. */
+#define IPFILE_MAX (64 * 1024)
+
+int
+ipaddr_parse(const char *s, struct ipaddr *out)
+{
+	memset(out, 0, sizeof *out);
+	if (inet_pton(AF_INET, s, out->a) == 1) {
+		out->family = AF_INET;
+		return 0;
+	}
+	if (strchr(s, ':') && inet_pton(AF_INET6, s, out->a) == 1) {
+		out->family = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+void
+ipaddr_format(const struct ipaddr *ip, char out[IPADDR_STRLEN])
+{
+	if (!inet_ntop(ip->family, ip->a, out, IPADDR_STRLEN))
+		snprintf(out, IPADDR_STRLEN, "?");
+}
+
+int
+ipaddr_cmp(const void *a, const void *b)
+{
+	const struct ipaddr *x = a, *y = b;
+
+	if (x->family != y->family)
+		return x->family == AF_INET ? -1 : 1;
+	return memcmp(x->a, y->a, x->family == AF_INET ? 4 : 16);
+}
+
+size_t
+ipaddr_sort_unique(struct ipaddr *v, size_t n)
+{
+	size_t k = 0;
+
+	if (n < 2)
+		return n;
+	qsort(v, n, sizeof *v, ipaddr_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (ipaddr_cmp(&v[k], &v[i]) != 0)
+			v[++k] = v[i];
+	return k + 1;
+}
+
+/* Is ip inside prefix/len? prefix is in network byte order. */
+static int
+in_prefix(const struct ipaddr *ip, const uint8_t *prefix, unsigned len)
+{
+	unsigned bytes = len / 8, bits = len % 8;
+
+	if (memcmp(ip->a, prefix, bytes) != 0)
+		return 0;
+	if (!bits)
+		return 1;
+	uint8_t mask = (uint8_t)(0xff << (8 - bits));
+	return (ip->a[bytes] & mask) == (prefix[bytes] & mask);
+}
+
+int
+ipaddr_is_ll6(const struct ipaddr *ip)
+{
+	static const uint8_t ll[] = { 0xfe, 0x80 };
+
+	return ip->family == AF_INET6 && in_prefix(ip, ll, 10);
+}
+
+struct prefix {
+	uint8_t a[16];
+	unsigned len;
+};
+
+int
+ipaddr_is_public(const struct ipaddr *ip)
+{
+	static const struct prefix v4[] = {
+		{ { 0 }, 8 },             /* "this network" */
+		{ { 10 }, 8 },            /* RFC 1918 */
+		{ { 100, 64 }, 10 },      /* CGNAT, RFC 6598 */
+		{ { 127 }, 8 },           /* loopback */
+		{ { 169, 254 }, 16 },     /* link-local */
+		{ { 172, 16 }, 12 },      /* RFC 1918 */
+		{ { 192, 0, 0 }, 24 },    /* IETF protocol assignments */
+		{ { 192, 0, 2 }, 24 },    /* TEST-NET-1 */
+		{ { 192, 168 }, 16 },     /* RFC 1918 */
+		{ { 198, 18 }, 15 },      /* benchmarking, RFC 2544 */
+		{ { 198, 51, 100 }, 24 }, /* TEST-NET-2 */
+		{ { 203, 0, 113 }, 24 },  /* TEST-NET-3 */
+		{ { 224 }, 4 },           /* multicast */
+		{ { 240 }, 4 },           /* reserved, and the broadcast address */
+	};
+	static const struct prefix v6[] = {
+		{ { 0x20, 0x01, 0x0d, 0xb8 }, 32 }, /* documentation, RFC 3849 */
+		{ { 0x3f, 0xff }, 20 },             /* documentation, RFC 9637 */
+		{ { 0x20, 0x01, 0x00, 0x02 }, 48 }, /* benchmarking, RFC 5180 */
+	};
+	static const uint8_t global[] = { 0x20 };
+
+	if (ip->family == AF_INET) {
+		for (size_t i = 0; i < ARRAY_LEN(v4); i++)
+			if (in_prefix(ip, v4[i].a, v4[i].len))
+				return 0;
+		return 1;
+	}
+	/* Only global unicast (2000::/3) is routed; that leaves out ::, ::1,
+	 * v4-mapped, fc00::/7, fe80::/10, ff00::/8 and the rest. */
+	if (!in_prefix(ip, global, 3))
+		return 0;
+	for (size_t i = 0; i < ARRAY_LEN(v6); i++)
+		if (in_prefix(ip, v6[i].a, v6[i].len))
+			return 0;
+	return 1;
+}
+
+int
+vm_ip_cmp(const void *a, const void *b)
+{
+	const struct vm_ip *x = a, *y = b;
+
+	if (x->vmid != y->vmid)
+		return x->vmid < y->vmid ? -1 : 1;
+	return ipaddr_cmp(&x->ip, &y->ip);
+}
+
+size_t
+vm_ip_sort_unique(struct vm_ip *v, size_t n)
+{
+	size_t k = 0;
+
+	if (n < 2)
+		return n;
+	qsort(v, n, sizeof *v, vm_ip_cmp);
+	for (size_t i = 1; i < n; i++)
+		if (vm_ip_cmp(&v[k], &v[i]) != 0)
+			v[++k] = v[i];
+	return k + 1;
+}
+
+void
+vm_ip_print(const struct vm_ip *v, size_t n)
+{
+	char s[IPADDR_STRLEN];
+
+	for (size_t i = 0; i < n; i++) {
+		ipaddr_format(&v[i].ip, s);
+		printf("%u %s\n", v[i].vmid, s);
+	}
+	fflush(stdout);
+}
+
+int
+ipfile_read(const char *dir, uint32_t vmid, struct ipaddr **out, size_t *n)
+{
+	char *path = xasprintf("%s/%u", dir, vmid);
+	struct buf b = { 0 };
+	unsigned lineno = 0;
+
+	*out = NULL;
+	*n = 0;
+	if (read_file(path, IPFILE_MAX, &b) < 0) {
+		int e = errno;
+		free(path);
+		buf_free(&b);
+		errno = e;
+		return e == ENOENT ? 0 : -1;
+	}
+	for (char *line = b.data, *next; line && *line; line = next) {
+		struct ipaddr ip;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		line += strspn(line, " \t");
+		line[strcspn(line, " \t\r")] = '\0';
+		if (!*line || *line == '#')
+			continue;
+		if (ipaddr_parse(line, &ip) < 0) {
+			log_warn("%s:%u: not an IP address, ignored", path, lineno);
+			continue;
+		}
+		*out = xreallocarray(*out, *n + 1, sizeof **out);
+		(*out)[(*n)++] = ip;
+	}
+	*n = ipaddr_sort_unique(*out, *n);
+	buf_free(&b);
+	free(path);
+	return 0;
+}
+
+/* Every address found in this run, with its guest, sorted by address. */
+struct seen {
+	struct ipaddr ip;
+	uint32_t vmid;
+};
+
+static int
+seen_cmp(const void *a, const void *b)
+{
+	const struct seen *x = a, *y = b;
+	int c = ipaddr_cmp(&x->ip, &y->ip);
+
+	if (c)
+		return c;
+	return x->vmid < y->vmid ? -1 : x->vmid > y->vmid;
+}
+
+/* Was ip found on a guest other than vmid? */
+static int
+seen_elsewhere(const struct seen *s, size_t n, const struct ipaddr *ip, uint32_t vmid)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ipaddr_cmp(&s[mid].ip, ip) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < n && ipaddr_cmp(&s[lo].ip, ip) == 0; lo++)
+		if (s[lo].vmid != vmid)
+			return 1;
+	return 0;
+}
+
+static void
+format_list(struct buf *b, const struct ipaddr *v, size_t n, const char *sep)
+{
+	char s[IPADDR_STRLEN];
+
+	for (size_t i = 0; i < n; i++) {
+		ipaddr_format(&v[i], s);
+		buf_puts(b, s);
+		buf_puts(b, sep);
+	}
+}
+
+static int
+write_one(const char *dir, uint32_t vmid, const struct ipaddr *v, size_t n,
+          const struct ipaddr *old, size_t nold, struct ipfile_stats *st)
+{
+	char *path = xasprintf("%s/%u", dir, vmid);
+	struct buf text = { 0 }, was = { 0 };
+	int rc;
+
+	format_list(&text, v, n, "\n");
+	rc = write_file_if_changed(path, text.data, text.len, 0644);
+	if (rc < 0) {
+		log_err("%s: cannot write: %m", path);
+		st->failed++;
+	} else if (rc == 0) {
+		st->unchanged++;
+	} else {
+		format_list(&was, old, nold, " ");
+		text.len = 0;
+		format_list(&text, v, n, " ");
+		if (text.len)
+			text.data[--text.len] = '\0';
+		if (was.len)
+			was.data[--was.len] = '\0';
+		log_info("%s: %s (was: %s)", path, text.data, nold ? was.data : "none");
+		st->written++;
+	}
+	buf_free(&text);
+	buf_free(&was);
+	free(path);
+	return rc < 0 ? -1 : 0;
+}
+
+int
+ipfile_update(const char *dir, const struct vm_ip *found, size_t n, enum ipfile_merge merge,
+              struct ipfile_stats *st)
+{
+	struct seen *seen = xcalloc(n, sizeof *seen);
+	int rc = 0, dir_ok = 0;
+
+	for (size_t i = 0; i < n; i++)
+		seen[i] = (struct seen){ found[i].ip, found[i].vmid };
+	qsort(seen, n, sizeof *seen, seen_cmp);
+
+	for (size_t i = 0; i < n;) {
+		uint32_t vmid = found[i].vmid;
+		struct ipaddr *old = NULL, *v = NULL;
+		size_t j = i, nold = 0, nv = 0;
+
+		while (j < n && found[j].vmid == vmid)
+			j++;
+		if (!dir_ok) {
+			if (mkdir_p(dir, 0755) < 0) {
+				log_err("%s: cannot create: %m", dir);
+				st->failed += 1;
+				rc = -1;
+				break;
+			}
+			dir_ok = 1;
+		}
+		if (ipfile_read(dir, vmid, &old, &nold) < 0) {
+			/* Keep what we cannot read: no blind overwrite. */
+			log_err("%s/%u: cannot read: %m", dir, vmid);
+			st->failed++;
+			rc = -1;
+			i = j;
+			continue;
+		}
+		v = xreallocarray(NULL, (j - i) + nold, sizeof *v);
+		for (size_t k = i; k < j; k++)
+			v[nv++] = found[k].ip;
+		if (merge == IPFILE_KEEP_UNSEEN)
+			for (size_t k = 0; k < nold; k++)
+				if (!seen_elsewhere(seen, n, &old[k], vmid))
+					v[nv++] = old[k];
+		nv = ipaddr_sort_unique(v, nv);
+		if (write_one(dir, vmid, v, nv, old, nold, st) < 0)
+			rc = -1;
+		free(v);
+		free(old);
+		i = j;
+	}
+	free(seen);
+	return rc;
+}
+
+int
+ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int rc = 0;
+
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		log_err("%s: cannot read: %m", dir);
+		return -1;
+	}
+	while ((errno = 0, de = readdir(d))) {
+		uint32_t vmid;
+
+		if (parse_vmid(de->d_name, &vmid) < 0 || vmlist_find(l, vmid))
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+			log_err("%s/%s: cannot remove: %m", dir, de->d_name);
+			st->failed++;
+			rc = -1;
+			continue;
+		}
+		log_info("%s/%s: removed, guest %u no longer exists", dir, de->d_name, vmid);
+		st->removed++;
+	}
+	if (errno) {
+		log_err("%s: cannot read: %m", dir);
+		rc = -1;
+	}
+	closedir(d);
+	return rc;
+}
+
+int
+ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n, enum ipfile_merge merge,
+            const struct vmlist *prune_by)
+{
+	char *dir = xasprintf("%s/%s", config_dir, IPFILE_SUBDIR);
+	struct ipfile_stats st = { 0 };
+	int rc = 0;
+
+	if (ipfile_update(dir, found, n, merge, &st) < 0)
+		rc = -1;
+	if (prune_by && ipfile_prune(dir, prune_by, &st) < 0)
+		rc = -1;
+	if (rc)
+		log_err("%s: %u change(s) not made; pmxcfs may lack quorum, retry later", dir,
+		        st.failed);
+	free(dir);
+	return rc;
+}
+
+size_t
+node_guests_load(const char *pve_dir, const char *node, const struct vmlist *l,
+                 struct node_guest **out)
+{
+	size_t n = 0;
+
+	*out = xcalloc(l->n, sizeof **out);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct vm_owner *o = &l->e[i];
+		struct node_guest g = { o->vmid, o->type, { 0 } };
+		char *path;
+
+		if (strcmp(o->node, node) != 0)
+			continue;
+		path = guest_conf_path(pve_dir, node, o->type, o->vmid);
+		if (guest_conf_load(path, o->type, &g.conf) < 0) {
+			if (errno != ENOENT)
+				log_warn("%s: cannot read: %m", path);
+			free(path);
+			continue;
+		}
+		if (g.conf.nbad)
+			log_warn("%s:%u: malformed line ignored (%u in this file)", path,
+			         g.conf.first_bad, g.conf.nbad);
+		free(path);
+		(*out)[n++] = g;
+	}
+	return n;
+}
+
+void
+node_guests_free(struct node_guest *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		guest_conf_free(&g[i].conf);
+	free(g);
+}
