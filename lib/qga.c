@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest.h"
+#include "guestconf.h"
+#include "log.h"
 #include "qga.h"
+#include "vmlist.h"
 
 enum { S_IDLE, S_RETRY, S_CONNECTING, S_SEND, S_RECV, S_DONE };
 
 #define QGA_REPLY_MAX (16 * 1024 * 1024)
 #define QGA_JUNK_MAX (64 * 1024) /* bytes before a sync marker we put up with */
 #define QGA_RETRY_MS 50          /* socket backlog full: Proxmox retries too */
+#define QGA_READ_CHUNK 16384
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 const char *
 qga_result_name(enum qga_result r)
@@ -61,6 +76,9 @@ finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
 	c->state = S_DONE;
 	c->result = r;
 	c->elapsed_ms = now - c->start_ms;
+	c->elapsed_us = mono_us() - c->start_us;
+	if (c->elapsed_us < 0)
+		c->elapsed_us = 0;
 	if (fmt) {
 		va_start(ap, fmt);
 		vsnprintf(c->detail, sizeof c->detail, fmt, ap);
@@ -131,7 +149,20 @@ try_connect(struct qga_call *c, int64_t now)
 void
 qga_call_start(struct qga_call *c, int64_t now_ms)
 {
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	json_decref(c->ret);
+	c->ret = NULL;
+	c->result = QGA_PENDING;
+	c->detail[0] = '\0';
+	c->elapsed_ms = c->elapsed_us = 0;
+	c->saw_sync = c->stale = c->junk_bad = 0;
+	c->out_off = 0;
+	buf_reset(&c->in);
 	c->start_ms = now_ms;
+	c->start_us = mono_us();
+	c->start_real_ns = real_ns();
 	c->deadline_ms = now_ms + c->timeout_ms;
 	c->id = random_id();
 	buf_reset(&c->out);
@@ -176,6 +207,54 @@ qga_call_done(const struct qga_call *c)
 	return c->state == S_DONE;
 }
 
+/* Is every line of p[0..n) empty or a JSON object? What the agent sends
+ * before our sync reply (its answer to our 0xFF, replies meant for an
+ * earlier client) is; anything else means the peer does not speak the
+ * protocol. */
+static int
+junk_is_protocol(const char *p, size_t n)
+{
+	while (n) {
+		const char *nl = memchr(p, '\n', n);
+		size_t len = nl ? (size_t)(nl - p) : n, m = len;
+		while (m && (p[m - 1] == '\r' || p[m - 1] == ' '))
+			m--;
+		if (m && (unsigned char)p[0] != 0xff) {
+			json_t *j = json_loadb(p, m, 0, NULL);
+			int ok = json_is_object(j);
+			json_decref(j);
+			if (!ok)
+				return 0;
+		}
+		p += len + (nl != NULL);
+		n -= len + (nl != NULL);
+	}
+	return 1;
+}
+
+/* Ends a call that got no reply: the deadline passed or the peer closed. */
+static void
+finish_unanswered(struct qga_call *c, int64_t now, int closed)
+{
+	const char *why = closed ? "then the connection closed" : "before the deadline";
+
+	if (c->state == S_RETRY)
+		finish(c, QGA_TIMEOUT, now, "%s: agent busy (another client) for %d ms", c->path,
+		       c->timeout_ms);
+	else if (c->stale && !c->saw_sync)
+		finish(c, QGA_WRONGID, now, "%s: %d sync replies, none with our id, %s", c->path,
+		       c->stale, why);
+	else if (!c->saw_sync && (c->junk_bad || !junk_is_protocol(c->in.data, c->in.len)))
+		finish(c, QGA_GARBAGE, now, "%s: bytes that are not the agent protocol and no sync reply, %s",
+		       c->path, why);
+	else if (closed)
+		finish(c, QGA_IOERR, now, "%s: agent closed the connection%s", c->path,
+		       c->saw_sync ? " before its reply" : "");
+	else
+		finish(c, QGA_TIMEOUT, now, "%s: no %s in %d ms", c->path,
+		       c->saw_sync ? "reply after the sync" : "reply", c->timeout_ms);
+}
+
 /* Returns the length of the next complete line in in (without '\n'), or -1. */
 static long
 line_len(const struct buf *in)
@@ -214,6 +293,8 @@ parse_input(struct qga_call *c, int64_t now)
 			}
 			if (!ff)
 				return;
+			if (!junk_is_protocol(c->in.data, ff - c->in.data))
+				c->junk_bad = 1;
 			/* Keep the 0xFF itself until its line is complete. */
 			buf_consume(&c->in, ff - c->in.data);
 			n = line_len(&c->in);
@@ -251,8 +332,9 @@ parse_input(struct qga_call *c, int64_t now)
 			json_t *e = json_object_get(j, "error");
 			const char *desc = json_string_value(json_object_get(e, "desc"));
 			const char *cls = json_string_value(json_object_get(e, "class"));
-			finish(c, QGA_ERROR, now, "%s: agent error: %s%s%s", c->path,
-			       desc ? desc : "(no description)", cls ? " " : "", cls ? cls : "");
+			finish(c, QGA_ERROR, now, "%s: agent error: %s%s%s%s", c->path,
+			       desc ? desc : "(no description)", cls ? " (" : "", cls ? cls : "",
+			       cls ? ")" : "");
 			json_decref(j);
 		} else {
 			json_decref(j);
@@ -284,9 +366,10 @@ do_send(struct qga_call *c, int64_t now)
 static void
 do_recv(struct qga_call *c, int64_t now)
 {
+	char chunk[QGA_READ_CHUNK];
+
 	for (;;) {
-		buf_grow(&c->in, 65536);
-		ssize_t n = read(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len - 1);
+		ssize_t n = read(c->fd, chunk, sizeof chunk);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
@@ -298,11 +381,10 @@ do_recv(struct qga_call *c, int64_t now)
 		if (n == 0) {
 			parse_input(c, now);
 			if (c->state != S_DONE)
-				finish(c, QGA_IOERR, now, "%s: agent closed the connection", c->path);
+				finish_unanswered(c, now, 1);
 			return;
 		}
-		c->in.len += n;
-		c->in.data[c->in.len] = '\0';
+		buf_append(&c->in, chunk, n);
 		if (c->in.len > QGA_REPLY_MAX) {
 			finish(c, QGA_GARBAGE, now, "%s: reply larger than %d bytes", c->path,
 			       QGA_REPLY_MAX);
@@ -348,20 +430,8 @@ qga_call_step(struct qga_call *c, short revents, int64_t now_ms)
 	default:
 		return;
 	}
-	if (c->state != S_DONE && now_ms >= c->deadline_ms) {
-		if (c->state == S_RETRY)
-			finish(c, QGA_TIMEOUT, now_ms, "%s: agent busy (another client) for %d ms",
-			       c->path, c->timeout_ms);
-		else if (c->stale && !c->saw_sync)
-			finish(c, QGA_WRONGID, now_ms, "%s: only stale sync replies in %d ms",
-			       c->path, c->timeout_ms);
-		else if (!c->saw_sync && c->in.len > 0)
-			finish(c, QGA_GARBAGE, now_ms, "%s: %zu bytes without a sync reply",
-			       c->path, c->in.len);
-		else
-			finish(c, QGA_TIMEOUT, now_ms, "%s: no reply in %d ms", c->path,
-			       c->timeout_ms);
-	}
+	if (c->state != S_DONE && now_ms >= c->deadline_ms)
+		finish_unanswered(c, now_ms, 0);
 }
 
 void
@@ -415,8 +485,14 @@ qga_run(struct qga_call *calls, size_t n, size_t max_parallel)
 		int64_t wait = wake == INT64_MAX ? 1000 : wake - now;
 		if (wait < 0)
 			wait = 0;
-		if (poll(pfd, np, (int)wait) < 0 && errno != EINTR)
+		if (poll(pfd, np, (int)wait) < 0 && errno != EINTR) {
+			int err = errno;
+			for (size_t i = 0; i < n; i++)
+				if (!qga_call_done(&calls[i]))
+					finish(&calls[i], QGA_IOERR, mono_ms(), "%s: poll: %s",
+					       calls[i].path, strerror(err));
 			break;
+		}
 		now = mono_ms();
 		for (size_t k = 0; k < np; k++)
 			if (pfd[k].revents)
@@ -432,4 +508,120 @@ qga_run(struct qga_call *calls, size_t n, size_t max_parallel)
 	}
 	free(pfd);
 	free(idx);
+}
+
+int
+qga_target_parse(const char *operand, const char *qga_dir, struct qga_target *t)
+{
+	uint32_t vmid = 0;
+
+	memset(t, 0, sizeof *t);
+	if (strchr(operand, '/')) {
+		t->path = xstrdup(operand);
+	} else if (parse_vmid(operand, &vmid) == 0) {
+		t->vmid = vmid;
+		t->path = qga_socket_path(qga_dir, vmid);
+	} else {
+		return -1;
+	}
+	t->label = xstrdup(operand);
+	return 0;
+}
+
+static void
+targets_add(struct qga_target **v, size_t *n, const struct qga_target *t)
+{
+	*v = xreallocarray(*v, *n + 1, sizeof **v);
+	(*v)[(*n)++] = *t;
+}
+
+int
+qga_targets_from_args(int argc, char *const argv[], const char *qga_dir,
+		      struct qga_target **out, size_t *n, char *err, size_t errlen)
+{
+	struct qga_target t;
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (qga_target_parse(argv[i], qga_dir, &t) < 0) {
+			snprintf(err, errlen, "%s: not a VMID or a socket path", argv[i]);
+			return EXIT_USAGE;
+		}
+		targets_add(out, n, &t);
+	}
+	if (argc > 0 || isatty(STDIN_FILENO))
+		return 0;
+	while (getline(&line, &cap, stdin) >= 0) {
+		char *s = line, *e;
+		lineno++;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		e = s + strlen(s);
+		while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+			*--e = '\0';
+		if (!*s || *s == '#')
+			continue;
+		if (qga_target_parse(s, qga_dir, &t) < 0) {
+			snprintf(err, errlen, "stdin:%u: not a VMID or a socket path", lineno);
+			rc = EXIT_DATAERR;
+			break;
+		}
+		targets_add(out, n, &t);
+	}
+	free(line);
+	return rc;
+}
+
+int
+qga_targets_local(const char *pve_dir, const char *node, const char *qga_dir,
+		  struct qga_target **out, size_t *n, char *err, size_t errlen)
+{
+	struct vmlist l;
+	int from_file;
+
+	*out = NULL;
+	*n = 0;
+	if (vmlist_load(pve_dir, &l, &from_file, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < l.n; i++) {
+		const struct vm_owner *o = &l.e[i];
+		struct guest_conf conf;
+		struct qga_target t = { 0 };
+		char *path;
+		int on;
+
+		if (o->type != GUEST_QEMU || strcmp(o->node, node) != 0)
+			continue;
+		path = guest_conf_path(pve_dir, node, GUEST_QEMU, o->vmid);
+		if (guest_conf_load(path, GUEST_QEMU, &conf) < 0) {
+			free(path); /* gone since .vmlist was written: not ours any more */
+			continue;
+		}
+		on = guest_conf_agent_enabled(&conf);
+		guest_conf_free(&conf);
+		free(path);
+		if (!on || !qemu_running_pid(qga_dir, o->vmid))
+			continue;
+		t.vmid = o->vmid;
+		t.label = xasprintf("%u", o->vmid);
+		t.path = qga_socket_path(qga_dir, o->vmid);
+		targets_add(out, n, &t);
+	}
+	vmlist_free(&l);
+	return 0;
+}
+
+void
+qga_targets_free(struct qga_target *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(t[i].label);
+		free(t[i].path);
+	}
+	free(t);
 }

@@ -36,8 +36,11 @@ struct qga_call {
 	json_t *ret;        /* the "return" value on QGA_OK (owned, freed by cleanup) */
 	char detail[256];   /* why, for every result but QGA_OK */
 	int64_t elapsed_ms; /* from start to result */
+	int64_t elapsed_us; /* the same in microseconds (an RTT worth printing) */
+	int64_t start_real_ns; /* CLOCK_REALTIME at the start (qga-timesync's midpoint) */
 	/* private */
-	int fd, state, saw_sync, stale;
+	int fd, state, saw_sync, stale, junk_bad;
+	int64_t start_us;
 	uint32_t id;
 	struct buf out, in;
 	size_t out_off;
@@ -49,6 +52,8 @@ struct qga_call {
 const char *qga_result_name(enum qga_result r);
 
 void qga_call_init(struct qga_call *c, const char *path, const char *command, int timeout_ms);
+/* Starts (or, once done, starts again) the exchange; the previous results
+ * are dropped, so one call can serve every cycle of a watcher. */
 void qga_call_start(struct qga_call *c, int64_t now_ms);
 /* poll(2) interest: fd and events; fd -1 while waiting on a timer or done. */
 int qga_call_fd(const struct qga_call *c);
@@ -63,5 +68,30 @@ void qga_call_cleanup(struct qga_call *c);
 /* Runs n calls to completion, all at once (at most max_parallel sockets
  * open, 0 = no limit). Each call keeps its own deadline. */
 void qga_run(struct qga_call *calls, size_t n, size_t max_parallel);
+
+/* An operand of the agent tools: a VMID, whose socket is QGA_DIR/VMID.qga,
+ * or a socket path (anything with a '/'), used as it is. */
+struct qga_target {
+	char *label;   /* what the output shows: the operand as given */
+	uint32_t vmid; /* 0 for a path operand */
+	char *path;
+};
+
+/* 0, or -1 when the operand is neither a VMID nor a path. */
+int qga_target_parse(const char *operand, const char *qga_dir, struct qga_target *t);
+
+/* The operands, or when there are none and stdin is not a terminal, one per
+ * line on stdin (blank and '#' lines skipped). Returns 0, EXIT_USAGE for a
+ * bad operand or EXIT_DATAERR for a bad stdin line, with the reason in err. */
+int qga_targets_from_args(int argc, char *const argv[], const char *qga_dir,
+			  struct qga_target **out, size_t *n, char *err, size_t errlen);
+
+/* Every QEMU guest that NODE owns (PVE_DIR/.vmlist), that runs (its pid file
+ * in QGA_DIR) and whose live config enables the agent, in VMID order.
+ * 0, or -1 with the reason in err. */
+int qga_targets_local(const char *pve_dir, const char *node, const char *qga_dir,
+		      struct qga_target **out, size_t *n, char *err, size_t errlen);
+
+void qga_targets_free(struct qga_target *t, size_t n);
 
 #endif
