@@ -1,0 +1,253 @@
+/* qga-ping: is the QEMU guest agent of each guest answering?
+ * One-shot: every operand at once, one line each. --watch: the heartbeat of
+ * every agent-enabled guest of this node (watch.c). */
+#include <getopt.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guest.h"
+#include "log.h"
+#include "qga.h"
+#include "qga-ping.h"
+#include "util.h"
+#include "vmlist.h"
+
+#define PING_COMMAND "{\"execute\":\"guest-ping\"}"
+
+enum {
+	OPT_QGA_DIR = 256,
+	OPT_PVE_DIR,
+	OPT_NODE,
+	OPT_ALL,
+	OPT_JSON,
+	OPT_THRESHOLD,
+	OPT_GRACE,
+	OPT_EXEC,
+	OPT_EXEC_TIMEOUT,
+	OPT_TIMESYNC_GAP,
+};
+
+static const struct option long_options[] = {
+	{ "timeout", required_argument, NULL, 't' },
+	{ "qga-dir", required_argument, NULL, OPT_QGA_DIR },
+	{ "pve-dir", required_argument, NULL, OPT_PVE_DIR },
+	{ "node", required_argument, NULL, OPT_NODE },
+	{ "all", no_argument, NULL, OPT_ALL },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "watch", no_argument, NULL, 'w' },
+	{ "interval", required_argument, NULL, 'i' },
+	{ "threshold", required_argument, NULL, OPT_THRESHOLD },
+	{ "grace", required_argument, NULL, OPT_GRACE },
+	{ "exec", required_argument, NULL, OPT_EXEC },
+	{ "exec-timeout", required_argument, NULL, OPT_EXEC_TIMEOUT },
+	{ "timesync-gap", required_argument, NULL, OPT_TIMESYNC_GAP },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char usage_text[] =
+	"usage: qga-ping [-qv] [-t MS] [--json] [--qga-dir DIR] VMID|SOCKET...\n"
+	"       qga-ping [-qv] [-t MS] [--json] --all [--pve-dir DIR] [--node NAME]\n"
+	"       qga-ping --watch [-v] [-i S] [-t MS] [--threshold N] [--grace S]\n"
+	"                [--exec CMD] [--exec-timeout S] [--timesync-gap S] [--json]\n"
+	"                [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
+
+struct opts {
+	int all, json, quiet, watch;
+	struct watch_opts w;
+};
+
+static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static _Noreturn void
+usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_err("%s", msg);
+	fputs(usage_text, stderr);
+	exit(EXIT_USAGE);
+}
+
+static double
+seconds_arg(const char *name, const char *arg, double min)
+{
+	double v;
+
+	if (parse_seconds(arg, &v) < 0 || v < min)
+		usage_error("%s %s: want seconds (fractions allowed), at least %g", name, arg, min);
+	return v;
+}
+
+static void
+parse_args(int argc, char *argv[], struct opts *o)
+{
+	unsigned long v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "t:qvwi:hV", long_options, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			if (parse_ulong(optarg, 600000, &v) < 0 || v == 0)
+				usage_error("--timeout %s: want milliseconds, 1 to 600000", optarg);
+			o->w.timeout_ms = (int)v;
+			break;
+		case OPT_QGA_DIR: o->w.qga_dir = optarg; break;
+		case OPT_PVE_DIR: o->w.pve_dir = optarg; break;
+		case OPT_NODE:
+			if (!node_name_valid(optarg))
+				usage_error("--node %s: not a node name", optarg);
+			o->w.node = optarg;
+			break;
+		case OPT_ALL: o->all = 1; break;
+		case OPT_JSON: o->json = o->w.json = 1; break;
+		case 'q': o->quiet = 1; break;
+		case 'v': log_verbose++; break;
+		case 'w': o->watch = 1; break;
+		case 'i': o->w.interval_s = seconds_arg("--interval", optarg, 0.05); break;
+		case OPT_THRESHOLD:
+			if (parse_ulong(optarg, 10000, &v) < 0 || v == 0)
+				usage_error("--threshold %s: want a count, 1 to 10000", optarg);
+			o->w.threshold = (unsigned)v;
+			break;
+		case OPT_GRACE: o->w.grace_s = seconds_arg("--grace", optarg, 0); break;
+		case OPT_EXEC: o->w.exec_cmd = optarg; break;
+		case OPT_EXEC_TIMEOUT:
+			o->w.exec_timeout_s = seconds_arg("--exec-timeout", optarg, 0.1);
+			break;
+		case OPT_TIMESYNC_GAP:
+			o->w.timesync_gap_s = seconds_arg("--timesync-gap", optarg, 0);
+			break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': print_version(); exit(0);
+		default: fputs(usage_text, stderr); exit(EXIT_USAGE);
+		}
+	}
+	if (o->watch && (o->all || optind < argc))
+		usage_error("--watch takes no operands and no --all");
+	if (o->all && optind < argc)
+		usage_error("--all takes no operands");
+	if (!o->watch && !o->all && optind == argc && isatty(STDIN_FILENO))
+		usage_error("no guests given");
+}
+
+void
+utc_timestamp(char *out, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	char s[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, len, "%s.%06ld", s, ts.tv_nsec / 1000);
+}
+
+static void
+print_result(const struct qga_target *t, const struct qga_call *c, int json)
+{
+	if (json) {
+		json_t *j = json_pack("{s:s, s:o, s:s, s:s}", "target", t->label, "vmid",
+				      t->vmid ? json_integer(t->vmid) : json_null(), "socket", t->path,
+				      "status", c->result == QGA_OK ? "ok" : "fail");
+		if (c->result == QGA_OK) {
+			json_object_set_new(j, "rtt_ms", json_real(c->elapsed_us / 1000.0));
+		} else {
+			json_object_set_new(j, "reason", json_string(qga_result_name(c->result)));
+			json_object_set_new(j, "detail", json_string(c->detail));
+		}
+		char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+		puts(s);
+		free(s);
+		json_decref(j);
+	} else if (c->result == QGA_OK) {
+		printf("%s ok %.3f\n", t->label, c->elapsed_us / 1000.0);
+	} else {
+		printf("%s fail %s\n", t->label, qga_result_name(c->result));
+	}
+}
+
+/* Every target at once; 0 all answered, 2 some timed out, else 1. */
+static int
+ping_once(const struct opts *o, struct qga_target *t, size_t n)
+{
+	struct qga_call *calls = xcalloc(n, sizeof *calls);
+	struct rlimit rl;
+	size_t parallel = 0;
+	int timeouts = 0, fails = 0;
+
+	raise_nofile_limit();
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		parallel = rl.rlim_cur > 64 ? rl.rlim_cur - 32 : 16;
+	for (size_t i = 0; i < n; i++)
+		qga_call_init(&calls[i], t[i].path, PING_COMMAND, o->w.timeout_ms);
+	qga_run(calls, n, parallel);
+	for (size_t i = 0; i < n; i++) {
+		print_result(&t[i], &calls[i], o->json);
+		if (calls[i].result == QGA_TIMEOUT)
+			timeouts++;
+		else if (calls[i].result != QGA_OK)
+			fails++;
+		if (calls[i].result != QGA_OK && !o->quiet)
+			log_warn("%s", calls[i].detail); /* names the socket */
+		qga_call_cleanup(&calls[i]);
+	}
+	free(calls);
+	fflush(stdout);
+	return timeouts ? EXIT_TIMEOUT : fails ? 1 : 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct opts o = { .w = {
+		.pve_dir = "/etc/pve",
+		.qga_dir = RUN_DIR_DEFAULT,
+		.timesync_cmd = "qga-timesync",
+		.interval_s = 2,
+		.grace_s = 60,
+		.exec_timeout_s = 60,
+		.timesync_gap_s = 10,
+		.timeout_ms = 1000,
+		.threshold = 3,
+	} };
+	struct qga_target *targets;
+	size_t n;
+	char err[512];
+	int rc;
+
+	log_init("qga-ping");
+	parse_args(argc, argv, &o);
+	if (!o.w.node)
+		o.w.node = local_node_name();
+	if (o.watch)
+		return watch_run(&o.w);
+	if (o.all) {
+		if (qga_targets_local(o.w.pve_dir, o.w.node, o.w.qga_dir, &targets, &n, err,
+				      sizeof err) < 0)
+			die(EXIT_UNAVAILABLE, "%s", err);
+	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.w.qga_dir,
+					       &targets, &n, err, sizeof err))) {
+		qga_targets_free(targets, n);
+		if (rc == EXIT_USAGE)
+			usage_error("%s", err);
+		die(rc, "%s", err);
+	}
+	rc = ping_once(&o, targets, n);
+	qga_targets_free(targets, n);
+	return rc;
+}

@@ -1,0 +1,28 @@
+/* qga-ping: shared between the one-shot ping (qga-ping.c) and --watch (watch.c). */
+#ifndef QGA_PING_H
+#define QGA_PING_H
+
+#include <stdint.h>
+
+struct watch_opts {
+	const char *pve_dir;
+	const char *node;
+	const char *qga_dir;
+	const char *exec_cmd;     /* --exec, run with /bin/sh -c */
+	const char *timesync_cmd; /* qga-timesync, found in PATH */
+	double interval_s;
+	double grace_s;
+	double exec_timeout_s;
+	double timesync_gap_s;    /* 0: never */
+	int timeout_ms;
+	unsigned threshold;
+	int json;
+};
+
+/* Runs until SIGTERM or SIGINT; returns the exit status. */
+int watch_run(const struct watch_opts *o);
+
+/* "2024-05-01T12:00:00.123456" (UTC, masakari's generated_time form) into out. */
+void utc_timestamp(char *out, size_t len);
+
+#endif

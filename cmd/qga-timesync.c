@@ -1,0 +1,304 @@
+/* qga-timesync: sets a guest's clock from the host's when it is off.
+ * guest-get-time, compared with the host's CLOCK_REALTIME at the midpoint of
+ * the exchange; when off by more than --max-drift, guest-set-time with the
+ * host's time in nanoseconds, taken right before the command is sent. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "guest.h"
+#include "log.h"
+#include "qga.h"
+#include "util.h"
+#include "vmlist.h"
+
+#define GET_TIME "{\"execute\":\"guest-get-time\"}"
+#define WAIT_RETRY_MS 1000
+
+enum { OPT_QGA_DIR = 256, OPT_PVE_DIR, OPT_NODE, OPT_ALL, OPT_JSON, OPT_MAX_DRIFT, OPT_WAIT };
+
+static const struct option long_options[] = {
+	{ "max-drift", required_argument, NULL, OPT_MAX_DRIFT },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "timeout", required_argument, NULL, 't' },
+	{ "wait", required_argument, NULL, OPT_WAIT },
+	{ "all", no_argument, NULL, OPT_ALL },
+	{ "qga-dir", required_argument, NULL, OPT_QGA_DIR },
+	{ "pve-dir", required_argument, NULL, OPT_PVE_DIR },
+	{ "node", required_argument, NULL, OPT_NODE },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static const char usage_text[] =
+	"usage: qga-timesync [-nqv] [--max-drift MS] [-t MS] [--wait S] [--json]\n"
+	"                    [--qga-dir DIR] VMID|SOCKET...\n"
+	"       qga-timesync [-nqv] [--max-drift MS] [-t MS] [--wait S] [--json]\n"
+	"                    --all [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
+
+struct opts {
+	const char *qga_dir, *pve_dir, *node;
+	long max_drift_ms;
+	int timeout_ms, dry_run, all, json, quiet;
+	double wait_s;
+};
+
+/* What happened to one guest. */
+struct sync {
+	struct qga_target *t;
+	int have_drift;
+	int64_t drift_ns;            /* guest minus host */
+	enum qga_result get, set;    /* set: QGA_PENDING when not tried */
+	char detail[256];
+};
+
+static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static _Noreturn void
+usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_err("%s", msg);
+	fputs(usage_text, stderr);
+	exit(EXIT_USAGE);
+}
+
+static void
+parse_args(int argc, char *argv[], struct opts *o)
+{
+	unsigned long v;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "nt:qvhV", long_options, NULL)) != -1) {
+		switch (c) {
+		case OPT_MAX_DRIFT:
+			if (parse_ulong(optarg, 86400000UL * 365, &v) < 0)
+				usage_error("--max-drift %s: want milliseconds", optarg);
+			o->max_drift_ms = (long)v;
+			break;
+		case 'n': o->dry_run = 1; break;
+		case 't':
+			if (parse_ulong(optarg, 600000, &v) < 0 || v == 0)
+				usage_error("--timeout %s: want milliseconds, 1 to 600000", optarg);
+			o->timeout_ms = (int)v;
+			break;
+		case OPT_WAIT:
+			if (parse_seconds(optarg, &o->wait_s) < 0)
+				usage_error("--wait %s: want seconds", optarg);
+			break;
+		case OPT_ALL: o->all = 1; break;
+		case OPT_QGA_DIR: o->qga_dir = optarg; break;
+		case OPT_PVE_DIR: o->pve_dir = optarg; break;
+		case OPT_NODE:
+			if (!node_name_valid(optarg))
+				usage_error("--node %s: not a node name", optarg);
+			o->node = optarg;
+			break;
+		case OPT_JSON: o->json = 1; break;
+		case 'q': o->quiet = 1; break;
+		case 'v': log_verbose++; break;
+		case 'h': fputs(usage_text, stdout); exit(0);
+		case 'V': print_version(); exit(0);
+		default: fputs(usage_text, stderr); exit(EXIT_USAGE);
+		}
+	}
+	if (o->all && optind < argc)
+		usage_error("--all takes no operands");
+	if (!o->all && optind == argc && isatty(STDIN_FILENO))
+		usage_error("no guests given");
+}
+
+static size_t
+parallel_limit(void)
+{
+	struct rlimit rl;
+
+	raise_nofile_limit();
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		return rl.rlim_cur > 64 ? rl.rlim_cur - 32 : 16;
+	return 0;
+}
+
+/* Reads every guest clock at once; with --wait, asks again every second
+ * those that did not answer, until the wait is over. */
+static void
+read_clocks(const struct opts *o, struct sync *s, size_t n)
+{
+	int64_t until = mono_ms() + (int64_t)(o->wait_s * 1000);
+	size_t parallel = parallel_limit();
+	struct qga_call *calls = xcalloc(n, sizeof *calls);
+	size_t *idx = xcalloc(n, sizeof *idx);
+
+	for (;;) {
+		int64_t round = mono_ms();
+		size_t m = 0;
+
+		for (size_t i = 0; i < n; i++)
+			if (s[i].get != QGA_OK)
+				idx[m++] = i;
+		for (size_t k = 0; k < m; k++)
+			qga_call_init(&calls[k], s[idx[k]].t->path, GET_TIME, o->timeout_ms);
+		qga_run(calls, m, parallel);
+		for (size_t k = 0; k < m; k++) {
+			struct sync *x = &s[idx[k]];
+			struct qga_call *c = &calls[k];
+			x->get = c->result;
+			snprintf(x->detail, sizeof x->detail, "%s", c->detail);
+			if (c->result == QGA_OK && !json_is_integer(c->ret)) {
+				x->get = QGA_GARBAGE;
+				snprintf(x->detail, sizeof x->detail,
+					 "%s: guest-get-time returned no integer", c->path);
+			} else if (c->result == QGA_OK) {
+				int64_t mid = c->start_real_ns + c->elapsed_us * 500;
+				x->drift_ns = (int64_t)json_integer_value(c->ret) - mid;
+				x->have_drift = 1;
+			}
+			qga_call_cleanup(c);
+		}
+		int64_t now = mono_ms(), next = round + WAIT_RETRY_MS;
+		size_t left = 0;
+		for (size_t i = 0; i < n; i++)
+			left += s[i].get != QGA_OK;
+		if (!left || next >= until)
+			break;
+		log_debug("%zu agents not answering yet, asking again", left);
+		if (next > now)
+			sleep_ms(next - now);
+	}
+	free(calls);
+	free(idx);
+}
+
+static int
+needs_set(const struct opts *o, const struct sync *x)
+{
+	int64_t d = x->drift_ns < 0 ? -x->drift_ns : x->drift_ns;
+
+	return x->have_drift && (o->max_drift_ms == 0 || d > (int64_t)o->max_drift_ms * 1000000);
+}
+
+/* One guest at a time, so the time sent is never older than one exchange. */
+static void
+set_clock(const struct opts *o, struct sync *x)
+{
+	struct qga_call c;
+	char cmd[128];
+
+	snprintf(cmd, sizeof cmd, "{\"execute\":\"guest-set-time\",\"arguments\":{\"time\":%lld}}",
+		 (long long)real_ns());
+	qga_call_init(&c, x->t->path, cmd, o->timeout_ms);
+	qga_run(&c, 1, 1);
+	x->set = c.result;
+	snprintf(x->detail, sizeof x->detail, "%s", c.detail);
+	qga_call_cleanup(&c);
+}
+
+static long long
+drift_ms(const struct sync *x)
+{
+	return (long long)(x->drift_ns / 1000000);
+}
+
+static const char *
+status_of(const struct opts *o, const struct sync *x)
+{
+	if (!x->have_drift)
+		return "fail";
+	if (!needs_set(o, x))
+		return "ok";
+	if (o->dry_run)
+		return "off";
+	return x->set == QGA_OK ? "fixed" : "unfixed";
+}
+
+static void
+report(const struct opts *o, const struct sync *x)
+{
+	const char *status = status_of(o, x);
+	enum qga_result why = !x->have_drift ? x->get : x->set;
+	int failed = strcmp(status, "fail") == 0 || strcmp(status, "unfixed") == 0;
+
+	if (o->json) {
+		json_t *j = json_pack("{s:s, s:o, s:s}", "target", x->t->label, "vmid",
+				      x->t->vmid ? json_integer(x->t->vmid) : json_null(), "status",
+				      status);
+		if (x->have_drift)
+			json_object_set_new(j, "drift_ms", json_real(x->drift_ns / 1e6));
+		if (failed) {
+			json_object_set_new(j, "reason", json_string(qga_result_name(why)));
+			json_object_set_new(j, "detail", json_string(x->detail));
+		}
+		char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+		puts(s);
+		free(s);
+		json_decref(j);
+	} else if (!x->have_drift) {
+		printf("%s - fail %s\n", x->t->label, qga_result_name(why));
+	} else if (failed) {
+		printf("%s %lld unfixed %s\n", x->t->label, drift_ms(x), qga_result_name(why));
+	} else {
+		printf("%s %lld %s\n", x->t->label, drift_ms(x), status);
+	}
+	if (failed && !o->quiet)
+		log_warn("%s", x->detail); /* names the socket */
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct opts o = { .qga_dir = RUN_DIR_DEFAULT, .pve_dir = "/etc/pve", .max_drift_ms = 1000,
+			  .timeout_ms = 2000 };
+	struct qga_target *t;
+	struct sync *s;
+	size_t n;
+	char err[512];
+	int rc = 0, timeouts = 0, fails = 0;
+
+	log_init("qga-timesync");
+	parse_args(argc, argv, &o);
+	if (!o.node)
+		o.node = local_node_name();
+	if (o.all) {
+		if (qga_targets_local(o.pve_dir, o.node, o.qga_dir, &t, &n, err, sizeof err) < 0)
+			die(EXIT_UNAVAILABLE, "%s", err);
+	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.qga_dir, &t, &n,
+					       err, sizeof err))) {
+		qga_targets_free(t, n);
+		if (rc == EXIT_USAGE)
+			usage_error("%s", err);
+		die(rc, "%s", err);
+	}
+	s = xcalloc(n, sizeof *s);
+	for (size_t i = 0; i < n; i++)
+		s[i] = (struct sync){ .t = &t[i], .get = QGA_PENDING, .set = QGA_PENDING };
+	read_clocks(&o, s, n);
+	for (size_t i = 0; i < n; i++) {
+		if (needs_set(&o, &s[i]) && !o.dry_run)
+			set_clock(&o, &s[i]);
+		report(&o, &s[i]);
+		const char *st = status_of(&o, &s[i]);
+		enum qga_result why = s[i].have_drift ? s[i].set : s[i].get;
+		if (strcmp(st, "fail") == 0 || strcmp(st, "unfixed") == 0)
+			why == QGA_TIMEOUT ? timeouts++ : fails++;
+		else if (strcmp(st, "off") == 0)
+			fails++;
+	}
+	fflush(stdout);
+	free(s);
+	qga_targets_free(t, n);
+	return timeouts ? EXIT_TIMEOUT : fails ? 1 : 0;
+}
