@@ -163,6 +163,13 @@ parse_args(int argc, char **argv, struct opts *o)
 		log_err("%s: unexpected argument (addresses go with --probe)", o->args[0]);
 		bad_usage();
 	}
+	for (int i = 0; i < o->nargs; i++) {
+		struct ipaddr ip;
+		if (strcmp(o->args[i], "-") != 0 && ipaddr_parse(o->args[i], &ip) < 0) {
+			log_err("--probe %s: not an IP address", o->args[i]);
+			bad_usage();
+		}
+	}
 	if (o->probe && !o->nargs) {
 		log_err("%s", "--probe: no address given (use - to read them from stdin)");
 		bad_usage();
@@ -254,10 +261,7 @@ probe_list(const struct opts *o, size_t *n)
 			}
 			continue;
 		}
-		if (ipaddr_parse(o->args[i], &ip) < 0) {
-			log_err("--probe %s: not an IP address", o->args[i]);
-			bad_usage();
-		}
+		ipaddr_parse(o->args[i], &ip); /* checked by parse_args */
 		p = xreallocarray(p, *n + 1, sizeof *p);
 		p[(*n)++] = (struct nl_probe){ .ip = ip };
 	}
@@ -342,10 +346,15 @@ main(int argc, char **argv)
 		run_probes(&o);
 	v = match_neighbours(&o, macs, nm, &n);
 	vm_ip_print(v, n);
-	if (!o.print_only &&
-	    ipfile_sync(o.config_dir, v, n, o.replace ? IPFILE_REPLACE : IPFILE_KEEP_UNSEEN,
-	                o.prune ? &l : NULL) < 0)
-		rc = EXIT_TEMPFAIL;
+	if (!o.print_only) {
+		uint32_t *owned = xcalloc(ng ? ng : 1, sizeof *owned);
+		for (size_t i = 0; i < ng; i++)
+			owned[i] = g[i].vmid;
+		if (ipfile_sync(o.config_dir, v, n, o.replace ? IPFILE_REPLACE : IPFILE_KEEP_UNSEEN,
+		                owned, ng, o.prune ? &l : NULL) < 0)
+			rc = EXIT_TEMPFAIL;
+		free(owned);
+	}
 
 	free(v);
 	free(macs);

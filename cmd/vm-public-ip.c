@@ -492,7 +492,7 @@ main(int argc, char **argv)
 	f.n = vm_ip_sort_unique(f.v, f.n);
 	vm_ip_print(f.v, f.n);
 	if (!o.print_only &&
-	    ipfile_sync(o.config_dir, f.v, f.n, IPFILE_REPLACE, o.prune ? &l : NULL) < 0)
+	    ipfile_sync(o.config_dir, f.v, f.n, IPFILE_REPLACE, NULL, 0, o.prune ? &l : NULL) < 0)
 		rc = EXIT_TEMPFAIL;
 	if (!rc && f.skipped)
 		rc = 1;

@@ -285,53 +285,82 @@ write_one(const char *dir, uint32_t vmid, const struct ipaddr *v, size_t n,
 	return rc < 0 ? -1 : 0;
 }
 
+/* One guest's file: found[0..nfound) are its addresses of this run. */
+static int
+update_one(const char *dir, uint32_t vmid, const struct vm_ip *found, size_t nfound,
+           enum ipfile_merge merge, const struct seen *seen, size_t nseen, int *dir_ok,
+           struct ipfile_stats *st)
+{
+	struct ipaddr *old = NULL, *v;
+	size_t nold = 0, nv = 0;
+	int rc = 0;
+
+	if (ipfile_read(dir, vmid, &old, &nold) < 0) {
+		/* Keep what we cannot read: no blind overwrite. */
+		log_err("%s/%u: cannot read: %m", dir, vmid);
+		st->failed++;
+		return -1;
+	}
+	v = xcalloc(nfound + nold, sizeof *v);
+	for (size_t k = 0; k < nfound; k++)
+		v[nv++] = found[k].ip;
+	if (merge == IPFILE_KEEP_UNSEEN)
+		for (size_t k = 0; k < nold; k++)
+			if (!seen_elsewhere(seen, nseen, &old[k], vmid))
+				v[nv++] = old[k];
+	nv = ipaddr_sort_unique(v, nv);
+	if (!nfound && nv == nold) {
+		/* nothing found, nothing taken away: the file stays as it is */
+	} else if (!nv) {
+		char *path = xasprintf("%s/%u", dir, vmid);
+		if (unlink(path) < 0 && errno != ENOENT) {
+			log_err("%s: cannot remove: %m", path);
+			st->failed++;
+			rc = -1;
+		} else {
+			log_info("%s: removed, its addresses were all seen on other guests", path);
+			st->removed++;
+		}
+		free(path);
+	} else if (!*dir_ok && mkdir_p(dir, 0755) < 0) {
+		log_err("%s: cannot create: %m", dir);
+		st->failed++;
+		rc = -1;
+	} else {
+		*dir_ok = 1;
+		rc = write_one(dir, vmid, v, nv, old, nold, st);
+	}
+	free(v);
+	free(old);
+	return rc;
+}
+
 int
 ipfile_update(const char *dir, const struct vm_ip *found, size_t n, enum ipfile_merge merge,
-              struct ipfile_stats *st)
+              const uint32_t *owned, size_t nowned, struct ipfile_stats *st)
 {
 	struct seen *seen = xcalloc(n, sizeof *seen);
+	size_t i = 0, o = 0;
 	int rc = 0, dir_ok = 0;
 
-	for (size_t i = 0; i < n; i++)
-		seen[i] = (struct seen){ found[i].ip, found[i].vmid };
+	for (size_t k = 0; k < n; k++)
+		seen[k] = (struct seen){ found[k].ip, found[k].vmid };
 	qsort(seen, n, sizeof *seen, seen_cmp);
+	if (merge != IPFILE_KEEP_UNSEEN)
+		nowned = 0;
 
-	for (size_t i = 0; i < n;) {
-		uint32_t vmid = found[i].vmid;
-		struct ipaddr *old = NULL, *v = NULL;
-		size_t j = i, nold = 0, nv = 0;
+	/* found and owned are both in vmid order: walk their union. */
+	while (i < n || o < nowned) {
+		uint32_t vmid =
+		    i < n && (o >= nowned || found[i].vmid <= owned[o]) ? found[i].vmid : owned[o];
+		size_t j = i;
 
 		while (j < n && found[j].vmid == vmid)
 			j++;
-		if (!dir_ok) {
-			if (mkdir_p(dir, 0755) < 0) {
-				log_err("%s: cannot create: %m", dir);
-				st->failed += 1;
-				rc = -1;
-				break;
-			}
-			dir_ok = 1;
-		}
-		if (ipfile_read(dir, vmid, &old, &nold) < 0) {
-			/* Keep what we cannot read: no blind overwrite. */
-			log_err("%s/%u: cannot read: %m", dir, vmid);
-			st->failed++;
+		while (o < nowned && owned[o] <= vmid)
+			o++;
+		if (update_one(dir, vmid, found + i, j - i, merge, seen, n, &dir_ok, st) < 0)
 			rc = -1;
-			i = j;
-			continue;
-		}
-		v = xreallocarray(NULL, (j - i) + nold, sizeof *v);
-		for (size_t k = i; k < j; k++)
-			v[nv++] = found[k].ip;
-		if (merge == IPFILE_KEEP_UNSEEN)
-			for (size_t k = 0; k < nold; k++)
-				if (!seen_elsewhere(seen, n, &old[k], vmid))
-					v[nv++] = old[k];
-		nv = ipaddr_sort_unique(v, nv);
-		if (write_one(dir, vmid, v, nv, old, nold, st) < 0)
-			rc = -1;
-		free(v);
-		free(old);
 		i = j;
 	}
 	free(seen);
@@ -375,13 +404,13 @@ ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st)
 
 int
 ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n, enum ipfile_merge merge,
-            const struct vmlist *prune_by)
+            const uint32_t *owned, size_t nowned, const struct vmlist *prune_by)
 {
 	char *dir = xasprintf("%s/%s", config_dir, IPFILE_SUBDIR);
 	struct ipfile_stats st = { 0 };
 	int rc = 0;
 
-	if (ipfile_update(dir, found, n, merge, &st) < 0)
+	if (ipfile_update(dir, found, n, merge, owned, nowned, &st) < 0)
 		rc = -1;
 	if (prune_by && ipfile_prune(dir, prune_by, &st) < 0)
 		rc = -1;

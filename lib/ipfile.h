@@ -68,10 +68,12 @@ struct ipfile_stats {
 
 /* Updates DIR/VMID for every guest in found (sorted by vm_ip_cmp). A guest
  * with nothing found keeps its file: absence of evidence is not a reason to
- * lose a failover IP. Creates DIR when needed. Each change and each failure
- * is logged. Returns 0, or -1 when any write failed (st->failed). */
+ * lose a failover IP. With IPFILE_KEEP_UNSEEN the files of the guests in
+ * owned (this node's, in vmid order) also lose the addresses found on other
+ * guests; a file left empty is removed. Creates DIR when needed. Each
+ * change and each failure is logged. 0, or -1 when any change failed. */
 int ipfile_update(const char *dir, const struct vm_ip *found, size_t n, enum ipfile_merge merge,
-                  struct ipfile_stats *st);
+                  const uint32_t *owned, size_t nowned, struct ipfile_stats *st);
 
 /* Removes DIR/VMID for every VMID that is no longer a guest anywhere in
  * the cluster (absent from the vmlist). Other names are left alone.
@@ -82,7 +84,8 @@ int ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *s
  * 0, or -1 after logging why: pmxcfs refuses writes without quorum, so the
  * caller exits with "try again later". */
 int ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n,
-                enum ipfile_merge merge, const struct vmlist *prune_by);
+                enum ipfile_merge merge, const uint32_t *owned, size_t nowned,
+                const struct vmlist *prune_by);
 
 /* The guests that the vmlist places on node, with their live configs. */
 struct node_guest {
