@@ -1,0 +1,500 @@
+/* The action child: decides at the last moment whether acting is still
+ * right (running? paused on purpose?), then restarts the guest through qm or
+ * pct, or through ha-manager for HA resources, or runs the admin's action=
+ * command. It runs in its own process group so the watcher can time it out,
+ * and never blocks the checks of other guests. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "guest.h"
+#include "log.h"
+#include "tcpcheck.h"
+#include "util.h"
+
+#define QMP_TIMEOUT_MS 3000
+
+/* Whole seconds, rounded up, at least 1 (qm's --timeout is an integer). */
+static long
+whole_secs(double s)
+{
+	long w = (long)s;
+
+	w += (double)w < s;
+	return w < 1 ? 1 : w;
+}
+
+static int
+lxc_cmp(const void *a, const void *b)
+{
+	const struct lxc_running *x = a, *y = b;
+	return x->vmid < y->vmid ? -1 : x->vmid > y->vmid;
+}
+
+/* /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path"; a running
+ * container has LXC's command socket "@LXC_DIR/VMID/command" (PVE's
+ * list_active_containers reads the same). */
+int
+lxc_running_scan(const char *lxc_dir, struct lxc_running **out, size_t *n)
+{
+	struct buf b = { 0 };
+	struct lxc_running *v = NULL;
+	size_t nv = 0, dlen = strlen(lxc_dir);
+	char *save = NULL, *line;
+
+	*out = NULL;
+	*n = 0;
+	if (read_file("/proc/net/unix", 256 * 1024 * 1024, &b) < 0)
+		return -1;
+	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long inode;
+		char path[512], tail[16];
+		uint32_t vmid;
+		char *id, *slash;
+
+		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %llu %511s", &inode, path) != 2)
+			continue;
+		if (path[0] != '@' || strncmp(path + 1, lxc_dir, dlen) != 0 || path[1 + dlen] != '/')
+			continue;
+		id = path + 2 + dlen;
+		slash = strchr(id, '/');
+		if (!slash || strcmp(slash, "/command") != 0)
+			continue;
+		snprintf(tail, sizeof tail, "%.*s", (int)(slash - id), id);
+		if (parse_vmid(tail, &vmid) < 0)
+			continue;
+		v = xreallocarray(v, nv + 1, sizeof *v);
+		v[nv].vmid = vmid;
+		v[nv].inode = inode ? inode : 1;
+		nv++;
+	}
+	buf_free(&b);
+	if (nv)
+		qsort(v, nv, sizeof *v, lxc_cmp);
+	*out = v;
+	*n = nv;
+	return 0;
+}
+
+uint64_t
+lxc_running_find(const struct lxc_running *v, size_t n, uint32_t vmid)
+{
+	struct lxc_running key = { .vmid = vmid }, *hit;
+
+	hit = n ? bsearch(&key, v, n, sizeof *v, lxc_cmp) : NULL;
+	return hit ? hit->inode : 0;
+}
+
+static int
+guest_running(const struct action_req *r)
+{
+	struct lxc_running *v;
+	size_t n;
+	uint64_t ino;
+
+	if (r->type == GUEST_QEMU)
+		return qemu_running_pid(r->run_dir, r->vmid) != 0;
+	if (lxc_running_scan(r->lxc_dir, &v, &n) < 0)
+		return 1; /* unknown: assume it still runs, so we never start twice */
+	ino = lxc_running_find(v, n, r->vmid);
+	free(v);
+	return ino != 0;
+}
+
+static void
+wait_stopped(const struct action_req *r, double secs)
+{
+	int64_t until = mono_ms() + (int64_t)(secs * 1000);
+
+	while (guest_running(r) && mono_ms() < until)
+		sleep_ms(200);
+}
+
+/* ---- QMP query-status: one short exchange, as qm does it; the socket takes
+ * one client at a time, so never hold it. */
+
+static int
+qmp_line(int fd, struct buf *in, int64_t deadline, char **line)
+{
+	for (;;) {
+		char *nl = memchr(in->data ? in->data : "", '\n', in->len);
+		if (nl) {
+			*line = xstrndup(in->data, nl - in->data);
+			buf_consume(in, nl - in->data + 1);
+			return 0;
+		}
+		int64_t left = deadline - mono_ms();
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return -1;
+		char chunk[4096];
+		ssize_t n = read(fd, chunk, sizeof chunk);
+		if (n <= 0 || in->len > 1024 * 1024)
+			return -1;
+		buf_append(in, chunk, n);
+	}
+}
+
+static int
+qmp_send(int fd, const char *s, int64_t deadline)
+{
+	size_t off = 0, len = strlen(s);
+
+	while (off < len) {
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int64_t left = deadline - mono_ms();
+		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+			return -1;
+		ssize_t n = send(fd, s + off, len - off, MSG_NOSIGNAL);
+		if (n < 0)
+			return -1;
+		off += n;
+	}
+	return 0;
+}
+
+/* Reads replies until one with "return" (events come in between). */
+static json_t *
+qmp_reply(int fd, struct buf *in, int64_t deadline)
+{
+	for (;;) {
+		char *line;
+		if (qmp_line(fd, in, deadline, &line) < 0)
+			return NULL;
+		json_t *j = json_loads(line, 0, NULL);
+		free(line);
+		if (!j)
+			return NULL;
+		if (json_object_get(j, "return") || json_object_get(j, "error"))
+			return j;
+		json_decref(j);
+	}
+}
+
+/* 1 with the status, 0 unknown (why says why). */
+static int
+qmp_status(const char *path, char *status, size_t slen, char *why, size_t wlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int64_t deadline = mono_ms() + QMP_TIMEOUT_MS;
+	struct buf in = { 0 };
+	char *greeting = NULL;
+	json_t *j = NULL;
+	const char *st;
+	int fd, rc = 0;
+
+	if (strlen(path) >= sizeof sa.sun_path) {
+		snprintf(why, wlen, "socket path too long");
+		return 0;
+	}
+	memcpy(sa.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		snprintf(why, wlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (qmp_line(fd, &in, deadline, &greeting) < 0 || !strstr(greeting, "\"QMP\"") ||
+	    qmp_send(fd, "{\"execute\":\"qmp_capabilities\"}\n", deadline) < 0 ||
+	    !(j = qmp_reply(fd, &in, deadline)) || !json_object_get(j, "return")) {
+		snprintf(why, wlen, "%s: no QMP handshake", path);
+		goto out;
+	}
+	json_decref(j);
+	if (qmp_send(fd, "{\"execute\":\"query-status\"}\n", deadline) < 0 ||
+	    !(j = qmp_reply(fd, &in, deadline)) ||
+	    !(st = json_string_value(json_object_get(json_object_get(j, "return"), "status")))) {
+		snprintf(why, wlen, "%s: no answer to query-status", path);
+		goto out;
+	}
+	snprintf(status, slen, "%s", st);
+	rc = 1;
+out:
+	json_decref(j);
+	free(greeting);
+	buf_free(&in);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+/* QEMU run states where the guest is stopped on purpose or in transit: a
+ * restart would destroy what the admin (or a migration) is doing. The others
+ * (running, guest-panicked, internal-error, io-error, shutdown, watchdog)
+ * are a hung or broken guest, which is what the action is for. */
+static int
+status_hands_off(const char *st)
+{
+	static const char *const off[] = { "paused",    "suspended",     "inmigrate",
+					   "postmigrate", "prelaunch", "finish-migrate",
+					   "save-vm",   "restore-vm",    "debug",
+					   "colo" };
+	for (size_t i = 0; i < ARRAY_LEN(off); i++)
+		if (strcmp(st, off[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* ---- running commands */
+
+static const char *const env_names[] = { "PVEKIT_VMID", "PVEKIT_TYPE",    "PVEKIT_NAME",
+					 "PVEKIT_NODE", "PVEKIT_IP",      "PVEKIT_REASON",
+					 "PVEKIT_WAIT", "PVEKIT_HA_SID" };
+
+static int
+run_cmd(const struct action_req *r, char *const argv[], double left_secs)
+{
+	const char *args[64];
+	char *owned[ARRAY_LEN(env_names) + 2];
+	size_t na = 0, no = 0;
+	pid_t pid;
+	int st;
+
+	if (r->systemd_run) {
+		/* A transient unit started by PID 1: the guest that qm starts must
+		 * not inherit this service's sandbox. */
+		args[na++] = "systemd-run";
+		args[na++] = "--quiet";
+		args[na++] = "--wait";
+		args[na++] = "--collect";
+		args[na++] = "--pipe";
+		args[na++] = "--service-type=exec";
+		args[na++] = owned[no++] = xasprintf("--description=pvekit tcpcheck action for guest %u",
+						     r->vmid);
+		args[na++] = owned[no++] =
+			xasprintf("--property=RuntimeMaxSec=%ld", whole_secs(left_secs));
+		for (size_t i = 0; i < ARRAY_LEN(env_names); i++) {
+			const char *v = getenv(env_names[i]);
+			if (v && strlen(v) < 4096)
+				args[na++] = owned[no++] = xasprintf("--setenv=%s=%s", env_names[i], v);
+		}
+		args[na++] = "--";
+	}
+	for (size_t i = 0; argv[i] && na < ARRAY_LEN(args) - 1; i++)
+		args[na++] = argv[i];
+	args[na] = NULL;
+
+	printf("running:");
+	for (size_t i = 0; args[i]; i++)
+		printf(" %s", args[i]);
+	printf("\n");
+	fflush(stdout);
+
+	pid = fork();
+	if (pid < 0) {
+		printf("fork: %s\n", strerror(errno));
+		st = 71 << 8;
+	} else if (pid == 0) {
+		execvp(args[0], (char *const *)args);
+		printf("%s: %s\n", args[0], strerror(errno));
+		fflush(stdout);
+		_exit(127);
+	} else {
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	for (size_t i = 0; i < no; i++)
+		free(owned[i]);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return WEXITSTATUS(st);
+}
+
+static int
+report(const char *what, int rc)
+{
+	if (rc != 0)
+		printf("%s exited with status %d\n", what, rc);
+	fflush(stdout);
+	return rc;
+}
+
+static int
+restart_ha(const struct action_req *r, const char *wait, int64_t end)
+{
+	char *stop[] = { "ha-manager", "crm-command", "stop", (char *)r->ha_sid, (char *)wait, NULL };
+	char *start[] = { "ha-manager", "set", (char *)r->ha_sid, "--state", "started", NULL };
+	int rc, stopped;
+
+	/* HA shuts the guest down (hard stop after WAIT) and records the
+	 * requested state "stopped", so it does not recover it behind our back;
+	 * "set --state started" hands it back to HA, which starts it. */
+	rc = report("ha-manager crm-command stop", run_cmd(r, stop, (end - mono_ms()) / 1000.0));
+	if (rc != 0)
+		return rc;
+	/* The CRM picks commands up on its own cycle (about 10 s). */
+	wait_stopped(r, r->wait_interval + 60);
+	stopped = !guest_running(r);
+	if (!stopped)
+		printf("guest still running %.0f s after the HA stop request\n", r->wait_interval + 60);
+	fflush(stdout);
+	rc = report("ha-manager set --state started", run_cmd(r, start, (end - mono_ms()) / 1000.0));
+	return rc ? rc : !stopped;
+}
+
+static int
+restart_plain(const struct action_req *r, const char *wait, int64_t end)
+{
+	char vmid[16];
+	const char *tool = r->type == GUEST_QEMU ? "qm" : "pct";
+
+	snprintf(vmid, sizeof vmid, "%u", r->vmid);
+	char *shutdown[] = { (char *)tool, "shutdown", vmid, "--timeout", (char *)wait, NULL };
+	char *stop[] = { (char *)tool, "stop", vmid, NULL };
+	char *start[] = { (char *)tool, "start", vmid, NULL };
+
+	report("shutdown", run_cmd(r, shutdown, (end - mono_ms()) / 1000.0));
+	if (guest_running(r)) {
+		report("stop", run_cmd(r, stop, (end - mono_ms()) / 1000.0));
+		wait_stopped(r, 5);
+	}
+	if (guest_running(r)) {
+		printf("guest still running after %s stop: not starting it\n", tool);
+		fflush(stdout);
+		return 1;
+	}
+	return report("start", run_cmd(r, start, (end - mono_ms()) / 1000.0));
+}
+
+static void
+verdict(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+verdict(int fd, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	dprintf(fd, "%s\n", line);
+}
+
+static _Noreturn void
+child_main(const struct action_req *r, int status_fd)
+{
+	int64_t end = mono_ms() + (int64_t)(r->timeout * 1000);
+	char st[64], why[300], wait[32];
+	int rc;
+
+	if (!guest_running(r)) {
+		verdict(status_fd, "skip not running any more");
+		_exit(0);
+	}
+	if (r->type == GUEST_QEMU) {
+		char *qmp = xasprintf("%s/%u.qmp", r->run_dir, r->vmid);
+		if (qmp_status(qmp, st, sizeof st, why, sizeof why)) {
+			if (status_hands_off(st)) {
+				verdict(status_fd, "skip guest is %s", st);
+				_exit(0);
+			}
+			printf("QEMU status: %s\n", st);
+		} else {
+			printf("QEMU status unknown (%s): acting on the port checks alone\n", why);
+		}
+		free(qmp);
+		fflush(stdout);
+	}
+	if (r->action) {
+		char *sh[] = { "/bin/sh", "-c", (char *)r->action, NULL };
+		rc = report("action", run_cmd(r, sh, r->timeout));
+		_exit(rc > 255 ? 255 : rc);
+	}
+	/* qm's --timeout takes whole seconds. */
+	snprintf(wait, sizeof wait, "%ld", whole_secs(r->wait_interval));
+	rc = r->ha_sid ? restart_ha(r, wait, end) : restart_plain(r, wait, end);
+	fflush(stdout);
+	_exit(rc > 255 ? 255 : rc);
+}
+
+void
+action_describe(const struct action_req *r, char *out, size_t outlen)
+{
+	long w = whole_secs(r->wait_interval);
+	const char *tool = r->type == GUEST_QEMU ? "qm" : "pct";
+
+	if (r->action)
+		snprintf(out, outlen, "action: %s", r->action);
+	else if (r->ha_sid)
+		snprintf(out, outlen, "ha-manager crm-command stop %s %ld, then set %s --state started",
+			 r->ha_sid, w, r->ha_sid);
+	else
+		snprintf(out, outlen, "%s shutdown %u --timeout %ld, %s stop if still running, %s start",
+			 tool, r->vmid, w, tool, tool);
+}
+
+static void
+set_env(const struct action_req *r)
+{
+	char num[32];
+
+	snprintf(num, sizeof num, "%u", r->vmid);
+	setenv("PVEKIT_VMID", num, 1);
+	setenv("PVEKIT_TYPE", guest_type_name(r->type), 1);
+	setenv("PVEKIT_NAME", r->name ? r->name : "", 1);
+	setenv("PVEKIT_NODE", r->node, 1);
+	setenv("PVEKIT_IP", r->ip ? r->ip : "", 1);
+	setenv("PVEKIT_REASON", r->reason, 1);
+	snprintf(num, sizeof num, "%g", r->wait_interval);
+	setenv("PVEKIT_WAIT", num, 1);
+	if (r->ha_sid)
+		setenv("PVEKIT_HA_SID", r->ha_sid, 1);
+	else
+		unsetenv("PVEKIT_HA_SID");
+}
+
+pid_t
+action_spawn(const struct action_req *r, int *out, int *status)
+{
+	int o[2], s[2], devnull;
+	sigset_t all;
+	pid_t pid;
+
+	if (pipe2(o, O_CLOEXEC) < 0)
+		return -1;
+	if (pipe2(s, O_CLOEXEC) < 0) {
+		close(o[0]);
+		close(o[1]);
+		return -1;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		setpgid(0, 0);
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, SIG_DFL);
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		devnull = open("/dev/null", O_RDONLY);
+		if (devnull >= 0)
+			dup2(devnull, STDIN_FILENO);
+		dup2(o[1], STDOUT_FILENO);
+		dup2(o[1], STDERR_FILENO);
+		set_env(r);
+		child_main(r, s[1]);
+	}
+	close(o[1]);
+	close(s[1]);
+	if (pid < 0) {
+		close(o[0]);
+		close(s[0]);
+		return -1;
+	}
+	setpgid(pid, pid);
+	fcntl(o[0], F_SETFL, O_NONBLOCK);
+	fcntl(s[0], F_SETFL, O_NONBLOCK);
+	*out = o[0];
+	*status = s[0];
+	return pid;
+}

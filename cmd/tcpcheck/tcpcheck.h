@@ -1,0 +1,189 @@
+/* tcpcheck: TCP port checks, one-shot and as the node's guest health watcher.
+ * Shared declarations of the files in cmd/tcpcheck/. */
+#ifndef TCPCHECK_H
+#define TCPCHECK_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "guestconf.h"
+#include "vmlist.h"
+
+/* ---- heap.c: a binary min-heap of pointers, each element knowing its slot */
+
+struct heap {
+	void **v;
+	size_t n, cap;
+	int64_t (*key)(const void *e);
+	size_t *(*slot)(void *e);
+};
+
+void heap_push(struct heap *h, void *e);
+void heap_remove(struct heap *h, void *e);
+void heap_fix(struct heap *h, void *e); /* after e's key changed */
+void *heap_top(const struct heap *h);
+void heap_free(struct heap *h);
+#define HEAP_NONE ((size_t)-1)
+
+/* ---- probe.c: many non-blocking TCP connects on one epoll set */
+
+enum probe_state {
+	PROBE_IDLE,
+	PROBE_QUEUED, /* waiting for a free socket slot */
+	PROBE_CONNECTING,
+	PROBE_OPEN,
+	PROBE_CLOSED, /* refused, or another error (err) */
+	PROBE_TIMEOUT,
+};
+
+struct probe {
+	/* set by the caller before prober_start */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	int64_t deadline_ms; /* mono_ms */
+	void (*done)(struct probe *p);
+	void *user;
+	/* results */
+	enum probe_state state;
+	int err;            /* errno for PROBE_CLOSED */
+	int64_t elapsed_us; /* from prober_start to the result */
+	/* private */
+	int fd;
+	int64_t start_us;
+	size_t heap_slot;
+	struct probe *qnext;
+};
+
+struct prober {
+	int epfd;
+	size_t inflight, max_inflight;
+	struct heap heap; /* connecting probes by deadline */
+	struct probe *qhead, *qtail;
+	size_t nqueued;
+};
+
+int prober_init(struct prober *pr, size_t max_inflight); /* 0 or -1 errno */
+void prober_free(struct prober *pr);
+void prober_start(struct prober *pr, struct probe *p);
+void prober_cancel(struct prober *pr, struct probe *p); /* no callback */
+/* Waits at most timeout_ms (0: just handle what is ready), handles answers
+ * and expired deadlines; callbacks run from here. */
+void prober_poll(struct prober *pr, int timeout_ms);
+int64_t prober_next_deadline(const struct prober *pr); /* INT64_MAX: none */
+int prober_fd(const struct prober *pr);
+size_t prober_slots(void); /* sockets we may keep open, after raising the limit */
+const char *probe_state_name(enum probe_state s);
+int64_t mono_us(void);
+
+/* ---- addr helpers (probe.c) */
+
+/* A numeric IPv4/IPv6 address (IPv6 may carry %scope) into sa; 0 or -1. */
+int parse_numeric_addr(const char *s, struct sockaddr_storage *sa, socklen_t *len);
+void sockaddr_set_port(struct sockaddr_storage *sa, uint16_t port);
+/* "1.2.3.4" / "::1" (no port, no brackets) */
+void sockaddr_host(const struct sockaddr_storage *sa, char *out, size_t outlen);
+/* 1..65535, digits only; 0 or -1 */
+int parse_port(const char *s, uint16_t *out);
+
+/* ---- oneshot.c */
+
+struct oneshot_opts {
+	int timeout_ms;
+	int any;
+	int quiet;
+	int json;
+};
+
+int oneshot_main(const struct oneshot_opts *o, char **operands, int n);
+
+/* ---- gconf.c: mvmm-compatible key=value files */
+
+#define MAX_PORTS 32
+
+struct gconf {
+	int has_ip;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char ip[64];
+	uint16_t portsall[MAX_PORTS], portsany[MAX_PORTS];
+	unsigned nall, nany;
+	double check_interval, fail_interval, fail_threshold, wait_interval;
+	double log_interval, recovery_time, disabled_log_interval, timeout;
+	double action_timeout, action_window, restart_after;
+	int fail_interval_set;
+	int restart_at; /* minutes after midnight, -1: none */
+	int enabled, maintenance;
+	unsigned max_actions;
+	char *name;   /* NULL: the guest's own name */
+	char *action; /* NULL: the built-in restart */
+};
+
+void gconf_defaults(struct gconf *c, int timeout_ms);
+void gconf_copy(struct gconf *dst, const struct gconf *src);
+void gconf_free(struct gconf *c);
+/* Applies FILE's lines on top of c. 0 ok, 1 file absent, -1 error with
+ * "FILE:LINE: reason" (or "FILE: reason") in err. */
+int gconf_load(struct gconf *c, const char *path, char *err, size_t errlen);
+/* Cross-key checks once every file is read; -1 with a reason in err. */
+int gconf_validate(const struct gconf *c, char *err, size_t errlen);
+double gconf_fail_interval(const struct gconf *c);
+double gconf_action_timeout(const struct gconf *c);
+
+/* PVE_DIR/ha/resources.cfg */
+struct ha_res {
+	uint32_t vmid;
+	enum guest_type type;
+	char state[16]; /* started, stopped, disabled, ignored ("enabled" = started) */
+};
+
+/* 0 ok (absent file: n = 0), -1 error in err */
+int ha_resources_load(const char *path, struct ha_res **out, size_t *n, char *err, size_t errlen);
+const struct ha_res *ha_find(const struct ha_res *v, size_t n, uint32_t vmid);
+
+/* ---- action.c */
+
+struct action_req {
+	uint32_t vmid;
+	enum guest_type type;
+	const char *name, *node, *ip, *reason;
+	const char *run_dir;
+	const char *lxc_dir;
+	const char *action;  /* NULL: built-in */
+	const char *ha_sid;  /* "vm:101" when HA-managed, else NULL */
+	double wait_interval;
+	double timeout;      /* whole action, seconds */
+	int systemd_run;     /* run commands in transient units (outside our sandbox) */
+};
+
+/* Forks the action child in its own process group. *out gets the read end
+ * of its stdout+stderr, *status the read end of its verdict pipe (a line
+ * "skip REASON" when it decided not to act). pid or -1. */
+pid_t action_spawn(const struct action_req *r, int *out, int *status);
+/* A one-line description of what the action runs, for messages. */
+void action_describe(const struct action_req *r, char *out, size_t outlen);
+
+/* Is this container running?  (PVE's check: LXC's abstract command socket
+ * "@LXC_DIR/VMID/command" in /proc/net/unix.) Fills a sorted table of
+ * vmid -> socket inode; 0 or -1. */
+struct lxc_running {
+	uint32_t vmid;
+	uint64_t inode;
+};
+int lxc_running_scan(const char *lxc_dir, struct lxc_running **out, size_t *n);
+uint64_t lxc_running_find(const struct lxc_running *v, size_t n, uint32_t vmid);
+
+/* ---- watch.c */
+
+struct watch_opts {
+	const char *config_dir, *pve_dir, *node, *run_dir, *lxc_dir;
+	double interval;
+	int timeout_ms;
+	int json, dry_run, systemd_run;
+};
+
+int watch_main(const struct watch_opts *o);
+
+#endif
