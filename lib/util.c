@@ -197,8 +197,10 @@ same_content(const char *path, const void *data, size_t len)
 	struct buf cur = { 0 };
 	int same;
 
-	if (read_file(path, len + 1, &cur) < 0)
+	if (read_file(path, len + 1, &cur) < 0) {
+		buf_free(&cur); /* EFBIG leaves the buffer allocated */
 		return 0;
+	}
 	same = cur.len == len && memcmp(cur.data, data, len) == 0;
 	buf_free(&cur);
 	return same;
