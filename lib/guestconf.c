@@ -1,9 +1,12 @@
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "guestconf.h"
 #include "util.h"
@@ -65,7 +68,8 @@ int
 mac_parse(const char *s, uint8_t mac[6])
 {
 	for (int i = 0; i < 6; i++) {
-		int hi = hexval((unsigned char)s[0]), lo = hi < 0 ? -1 : hexval((unsigned char)s[1]);
+		int hi = hexval((unsigned char)s[0]),
+		    lo = hi < 0 ? -1 : hexval((unsigned char)s[1]);
 		if (hi < 0 || lo < 0)
 			return -1;
 		mac[i] = (uint8_t)(hi << 4 | lo);
@@ -80,7 +84,7 @@ void
 mac_format(const uint8_t mac[6], char out[18])
 {
 	snprintf(out, 18, "%02X:%02X:%02X:%02X:%02X:%02X", mac[0], mac[1], mac[2], mac[3], mac[4],
-		 mac[5]);
+	         mac[5]);
 }
 
 /* Finds key (or, with key NULL, the first positional token) in a
@@ -166,8 +170,7 @@ static void
 add_nic(struct guest_conf *c, const char *key, const char *value, unsigned line)
 {
 	struct guest_nic nic = { .line = line };
-	char mac[64] = "", tok[sizeof nic.model];
-	const char *p;
+	char mac[64] = "";
 
 	nic.index = (unsigned)strtoul(key + 3, NULL, 10);
 	if (c->type == GUEST_LXC) {
@@ -179,6 +182,7 @@ add_nic(struct guest_conf *c, const char *key, const char *value, unsigned line)
 		size_t n = strcspn(value, ",");
 		const char *eq = memchr(value, '=', n);
 		size_t klen = eq ? (size_t)(eq - value) : n;
+		char tok[sizeof nic.model];
 
 		if (klen < sizeof tok) {
 			memcpy(tok, value, klen);
@@ -197,14 +201,10 @@ add_nic(struct guest_conf *c, const char *key, const char *value, unsigned line)
 			prop_get(value, "macaddr", mac, sizeof mac);
 	}
 	prop_get(value, "bridge", nic.bridge, sizeof nic.bridge);
-	p = mac;
-	if (*p) {
-		if (mac_parse(p, nic.mac) == 0) {
-			nic.has_mac = 1;
-		} else if (!c->nbad++) {
-			c->first_bad = line;
-		}
-	}
+	if (mac_parse(mac, nic.mac) == 0)
+		nic.has_mac = 1;
+	else if (mac[0] && !c->nbad++) /* no MAC is fine; a bad one is not */
+		c->first_bad = line;
 	c->nics = xreallocarray(c->nics, c->nnics + 1, sizeof *c->nics);
 	c->nics[c->nnics++] = nic;
 }
@@ -236,7 +236,7 @@ guest_conf_parse(const char *text, size_t len, enum guest_type type, struct gues
 		char *key, *value;
 
 		lineno++;
-		if (n > 0 && p[0] == '[')
+		if (p[0] == '[')
 			break;
 		if (n + 1 > cap) {
 			cap = n + 1;
@@ -270,14 +270,62 @@ guest_conf_parse(const char *text, size_t len, enum guest_type type, struct gues
 }
 
 int
+guest_conf_read(const char *path, struct buf *out)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), e;
+	struct stat st;
+
+	buf_reset(out);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode)) {
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		goto fail;
+	}
+	for (;;) {
+		ssize_t n;
+
+		buf_grow(out, 4096);
+		n = read(fd, out->data + out->len, out->cap - out->len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		if (n == 0)
+			break;
+		out->len += n;
+		if (out->len > GUEST_CONF_MAX) {
+			errno = EFBIG;
+			goto fail;
+		}
+	}
+	out->data[out->len] = '\0';
+	close(fd);
+	return 0;
+fail:
+	e = errno;
+	close(fd);
+	buf_reset(out);
+	errno = e;
+	return -1;
+}
+
+int
 guest_conf_load(const char *path, enum guest_type type, struct guest_conf *out)
 {
 	struct buf b = { 0 };
 
 	memset(out, 0, sizeof *out);
 	out->type = type;
-	if (read_file(path, GUEST_CONF_MAX, &b) < 0)
+	if (guest_conf_read(path, &b) < 0) {
+		int e = errno;
+
+		buf_free(&b);
+		errno = e;
 		return -1;
+	}
 	guest_conf_parse(b.data, b.len, type, out);
 	buf_free(&b);
 	return 0;

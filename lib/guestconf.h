@@ -11,11 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 enum guest_type { GUEST_QEMU, GUEST_LXC };
 
-const char *guest_type_name(enum guest_type t);  /* "qemu", "lxc" */
+const char *guest_type_name(enum guest_type t);          /* "qemu", "lxc" */
 int guest_type_parse(const char *s, enum guest_type *t); /* 0 or -1 */
-const char *guest_type_dir(enum guest_type t);   /* "qemu-server", "lxc" */
+const char *guest_type_dir(enum guest_type t);           /* "qemu-server", "lxc" */
 
 struct guest_kv {
 	char *key, *value;
@@ -23,8 +25,8 @@ struct guest_kv {
 };
 
 struct guest_nic {
-	unsigned index;   /* N of netN */
-	char model[24];   /* qemu NIC model, "veth" for lxc */
+	unsigned index; /* N of netN */
+	char model[24]; /* qemu NIC model, "veth" for lxc */
 	char bridge[64];
 	uint8_t mac[6];
 	int has_mac;
@@ -37,15 +39,21 @@ struct guest_conf {
 	size_t nkv;
 	struct guest_nic *nics;
 	size_t nnics;
-	unsigned nbad;       /* malformed live lines, and netN with an unparsable MAC */
-	unsigned first_bad;  /* line number of the first one */
+	unsigned nbad;      /* malformed live lines, and netN with an unparsable MAC */
+	unsigned first_bad; /* line number of the first one */
 };
 
 /* Parses text; never fails on content (see nbad). */
 void guest_conf_parse(const char *text, size_t len, enum guest_type type, struct guest_conf *out);
 
-/* Reads and parses path. -1 with errno (ENOENT, EISDIR, EACCES, EFBIG). */
+/* Reads and parses path. -1 with errno (ENOENT, EISDIR, EACCES, EFBIG,
+ * EINVAL for anything but a regular file). */
 int guest_conf_load(const char *path, enum guest_type type, struct guest_conf *out);
+
+/* Reads a config file's text, as guest_conf_load does: a regular file of at
+ * most 1 MiB (pmxcfs's limit), opened so that a FIFO or device under that
+ * name can never block. 0, or -1 with errno as guest_conf_load. */
+int guest_conf_read(const char *path, struct buf *out);
 
 void guest_conf_free(struct guest_conf *c);
 

@@ -14,29 +14,37 @@ struct vm_owner {
 	uint32_t vmid;
 	enum guest_type type;
 	char node[NODE_NAME_MAX];
+	/* pmxcfs bumps a guest's own version on every write of its config;
+	 * 0 when unknown (a scan). */
+	uint32_t version;
 };
 
 struct vmlist {
-	uint64_t version; /* pmxcfs's counter; 0 when derived from a scan */
+	uint64_t version;   /* pmxcfs's counter; 0 when derived from a scan */
 	struct vm_owner *e; /* sorted by vmid, vmids unique */
 	size_t n;
 };
 
 /* Parses .vmlist text. Anything but a complete, valid map is an error
  * (a truncated or empty file must never look like "every guest is gone").
- * 0, or -1 with a reason in err. */
+ * 0, or -1 with a reason in err ("line N: ..." where a line is known). */
 int vmlist_parse(const char *text, size_t len, struct vmlist *out, char *err, size_t errlen);
 
 /* Builds the map from PVE_DIR/nodes/NODE/{qemu-server,lxc}/VMID.conf for every NODE.
+ * Only regular files named as pmxcfs counts them (^[1-9][0-9]*\.conf$) are guests.
  * 0, or -1 with a reason in err (PVE_DIR/nodes unreadable). */
 int vmlist_scan(const char *pve_dir, struct vmlist *out, char *err, size_t errlen);
 
 /* PVE_DIR/.vmlist if it exists, else vmlist_scan. Sets *from_file. */
-int vmlist_load(const char *pve_dir, struct vmlist *out, int *from_file, char *err,
-		size_t errlen);
+int vmlist_load(const char *pve_dir, struct vmlist *out, int *from_file, char *err, size_t errlen);
 
 /* The "vmlist" counter of PVE_DIR/.version: 0 and *out, or -1 (absent/invalid). */
 int pve_version_counter(const char *pve_dir, const char *key, uint64_t *out);
+
+/* A top-level non-negative integer member of a JSON object in text (the
+ * .version format): 0 and *out, or -1 (not valid JSON, key absent or not
+ * such a number). */
+int pve_version_parse(const char *text, size_t len, const char *key, uint64_t *out);
 
 const struct vm_owner *vmlist_find(const struct vmlist *l, uint32_t vmid);
 void vmlist_add(struct vmlist *l, const struct vm_owner *o); /* keeps order */
@@ -47,5 +55,8 @@ int node_name_valid(const char *s);
 
 /* PVE_DIR/nodes/NODE/{qemu-server,lxc}/VMID.conf */
 char *guest_conf_path(const char *pve_dir, const char *node, enum guest_type t, uint32_t vmid);
+
+/* "VMID.conf" as pmxcfs counts it in a guest dir: 0 and *vmid, or -1. */
+int guest_conf_name_vmid(const char *name, uint32_t *vmid);
 
 #endif
