@@ -1,0 +1,197 @@
+#!/usr/bin/env bats
+# qga-ping --watch on a simulated Proxmox node: pmxcfs-sim configs, fake QEMU
+# processes with their pid files, and a real qemu-ga per guest at RUN/VMID.qga.
+bats_require_minimum_version 1.5.0
+
+setup() {
+	load common
+	pvekit_setup
+	make_pve
+	# what --exec saw, one line per run
+	cat >"$T/hook" <<-'EOS'
+	#!/bin/sh
+	echo "$PVEKIT_EVENT $PVEKIT_VMID $PVEKIT_REASON $PVEKIT_NODE $PVEKIT_UUID $PVEKIT_CONFIG $PVEKIT_MISSES ${PVEKIT_DOWNTIME:--}" >>"$HOOK_LOG"
+	EOS
+	chmod +x "$T/hook"
+	export HOOK_LOG=$T/events
+	: >"$HOOK_LOG"
+}
+teardown() { pvekit_teardown; }
+
+# guest VMID [NODE]: a running QEMU guest with its agent (QGA_PID).
+guest() {
+	pmxcfs-sim create "$PVE" "${2:-pve1}" qemu "$1"
+	fake_qemu "$RUN" "$1"
+	start_qga "$RUN/$1.qga"
+	agent_up "$RUN/$1.qga"
+}
+
+# The socket file exists before the agent listens: wait for an answer.
+agent_up() { wait_until 5 qga-ping -q -t 500 "$1"; }
+
+watch() {
+	start_bg qga-ping --watch -v --pve-dir "$PVE" --node pve1 --qga-dir "$RUN" \
+		--interval 0.2 --timeout 150 --threshold 3 --grace 0 --exec "$T/hook" "$@" \
+		>"$T/out" 2>"$T/err"
+	WATCH_PID=$BG_PID
+}
+
+in_out() { grep -qx -- "$1" "$T/out"; }
+count() { grep -c -- "$1" "$2" || true; }
+
+@test "watch: follows agent: 1 and agent: enabled=1 guests, not agent: 0 or no agent" {
+	guest 101
+	guest 102
+	pmxcfs-sim edit "$PVE" 102 "agent: enabled=1,fstrim_cloned_disks=1"
+	guest 103
+	pmxcfs-sim edit "$PVE" 103 "agent: 0"
+	guest 104
+	f=$(pmxcfs-sim where "$PVE" 104)
+	sed -i '/^agent:/d' "$f"
+	watch
+	wait_until 10 in_out "102 watch running"
+	in_out "101 watch running"
+	run grep -E '^10[34] ' "$T/out"
+	[ -z "$output" ]
+}
+
+@test "watch: a hung agent is declared failed once, --exec runs once per episode and once on recovery" {
+	guest 101
+	a=$QGA_PID
+	guest 102
+	uuid=$(sed -n 's/^smbios1: uuid=//p' "$PVE/nodes/pve1/qemu-server/101.conf")
+	watch
+	wait_until 10 in_out "101 watch running"
+	sleep 0.5
+	kill -STOP "$a"
+	wait_until 10 in_out "101 failed timeout"
+	wait_until 10 grep -q "^qga-failed 101 " "$HOOK_LOG"
+	# more misses, still one episode
+	wait_until 10 bash -c "[ \$(grep -c '101: miss' '$T/err') -ge 8 ]"
+	[ "$(count 'qga-failed' "$HOOK_LOG")" -eq 1 ]
+	[ "$(count 'failed' "$T/out")" -eq 1 ]
+	grep -qx "qga-failed 101 timeout pve1 $uuid $PVE/nodes/pve1/qemu-server/101.conf [0-9]* -" "$HOOK_LOG"
+	kill -CONT "$a"
+	wait_until 10 grep -q '^101 recovered [0-9.]*$' "$T/out"
+	wait_until 10 grep -q "^qga-recovered 101 ok pve1 $uuid " "$HOOK_LOG"
+	# a second episode is a second event
+	kill -STOP "$a"
+	wait_until 10 bash -c "[ \$(grep -c '^qga-failed 101' '$HOOK_LOG') -eq 2 ]"
+	kill -CONT "$a"
+	wait_until 10 bash -c "[ \$(grep -c '^qga-recovered 101' '$HOOK_LOG') -eq 2 ]"
+	# the other guest never missed
+	run grep '^102 ' "$T/out"
+	assert_output '102 watch running'
+}
+
+@test "watch: a locked guest is never declared failed" {
+	guest 101
+	pmxcfs-sim lock "$PVE" 101 backup
+	watch
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 10 bash -c "[ \$(grep -c 'while locked (backup)' '$T/err') -ge 6 ]"
+	! grep -q failed "$T/out"
+	[ ! -s "$HOOK_LOG" ]
+	pmxcfs-sim lock "$PVE" 101 ""
+	wait_until 10 in_out "101 failed timeout"
+}
+
+@test "watch: a guest that stops is not a failure" {
+	guest 101
+	a=$QGA_PID
+	watch
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$a"
+	kill "$(cat "$RUN/101.pid")"
+	wait_until 10 in_out "101 unwatch stopped"
+	sleep 1
+	! grep -q failed "$T/out"
+	[ ! -s "$HOOK_LOG" ]
+}
+
+@test "watch: a guest migrating out is dropped, one migrating in is picked up after its grace" {
+	guest 101
+	a=$QGA_PID
+	guest 105 pve2
+	b=$QGA_PID
+	kill -STOP "$b"
+	watch --json --grace 1
+	wait_until 10 grep -q '"vmid":101,"event":"watch"' "$T/out"
+	! grep -q '"vmid":105' "$T/out"
+	pmxcfs-sim migrate "$PVE" 101 pve2
+	wait_until 10 grep -q '"vmid":101,"event":"unwatch","reason":"migrated"' "$T/out"
+	kill -STOP "$a"
+	pmxcfs-sim migrate "$PVE" 105 pve1
+	wait_until 10 grep -q '"vmid":105,"event":"watch","reason":"migrate-in"' "$T/out"
+	grep '"vmid":105,"event":"watch"' "$T/out" | jq -e '.grace > 0.5'
+	wait_until 10 grep -q '"vmid":105,"event":"failed"' "$T/out"
+	grep -q '105: timeout in the grace period' "$T/err"
+	grep '"event":"failed"' "$T/out" | jq -e '.vmid == 105 and .reason == "timeout" and .misses == 3 and .node == "pve1"'
+	! grep -q '"vmid":101,"event":"failed"' "$T/out"
+}
+
+@test "watch: a guest that starts later is picked up, the grace of a fresh QEMU applies" {
+	pmxcfs-sim create "$PVE" pve1 qemu 101
+	watch --grace 30
+	sleep 0.5
+	fake_qemu "$RUN" 101
+	start_qga "$RUN/101.qga"
+	agent_up "$RUN/101.qga"
+	kill -STOP "$QGA_PID"
+	wait_until 10 in_out "101 watch start"
+	wait_until 10 bash -c "[ \$(grep -c '101: timeout in the grace period' '$T/err') -ge 4 ]"
+	! grep -q failed "$T/out"
+}
+
+@test "watch: an agent that answers again after a gap gets its clock set (qga-timesync)" {
+	pmxcfs-sim create "$PVE" pve1 qemu 101
+	fake_qemu "$RUN" 101
+	start_bg qga-recorder --offset-ms -30000 --log "$T/agent.log" "$RUN/101.qga"
+	rec=$BG_PID
+	wait_until 5 test -S "$RUN/101.qga"
+	pmxcfs-sim lock "$PVE" 101 suspending
+	watch --timesync-gap 1
+	wait_until 10 grep -q '"guest-ping"' "$T/agent.log"
+	kill -STOP "$rec"
+	wait_until 10 bash -c "[ \$(grep -c 'while locked' '$T/err') -ge 7 ]"
+	kill -CONT "$rec"
+	wait_until 10 grep -q '^101 timesync [0-9.]*$' "$T/out"
+	wait_until 10 grep -q '"guest-set-time"' "$T/agent.log"
+	wait_until 10 grep -q '^101 -[0-9]* fixed$' "$T/err"
+	! grep -q failed "$T/out"
+}
+
+@test "watch: READY=1 after the first round, SIGTERM ends it with 0" {
+	guest 101
+	socat -u UNIX-RECV:"$T/notify" OPEN:"$T/notify.log",creat,append 3>&- &
+	echo $! >>"$T/.bg-pids"
+	wait_until 5 test -S "$T/notify"
+	NOTIFY_SOCKET=$T/notify watch
+	wait_until 10 grep -q 'READY=1' "$T/notify.log"
+	grep -q 'STATUS=watching 1 guests, 0 failed' "$T/notify.log"
+	kill -TERM "$WATCH_PID"
+	run -0 wait "$WATCH_PID"
+}
+
+@test "watch: an --exec command that hangs is terminated after --exec-timeout" {
+	guest 101
+	printf '#!/bin/sh\necho started >>"%s"\nexec sleep 60\n' "$T/hang.log" >"$T/hang"
+	chmod +x "$T/hang"
+	start_bg qga-ping --watch -v --pve-dir "$PVE" --node pve1 --qga-dir "$RUN" --interval 0.2 \
+		--timeout 150 --threshold 2 --grace 0 --exec "$T/hang" --exec-timeout 0.5 \
+		>"$T/out" 2>"$T/err"
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 10 in_out "101 failed timeout"
+	wait_until 10 grep -q 'still running after its timeout, terminating it' "$T/err"
+	wait_until 10 grep -q 'killed by signal 15 (timed out)' "$T/err"
+	# the loop went on pinging while the command hung
+	grep -q started "$T/hang.log"
+	[ "$(grep -c '101: miss' "$T/err")" -ge 4 ]
+}
+
+@test "watch: a missing .vmlist and no nodes dir is exit 69" {
+	run -69 --separate-stderr qga-ping --watch --pve-dir "$T/nothing" --node pve1 --qga-dir "$RUN"
+	[[ $stderr == *"$T/nothing"* ]]
+}
