@@ -48,7 +48,8 @@ vm() {
 	mkdir -p "$T/qga-$vmid"
 	start_bg ip netns exec "$ns" qemu-ga -m unix-listen -p "$sock" -t "$T/qga-$vmid" -b guest-set-time
 	QGA_PID=$BG_PID
-	wait_until 5 test -S "$sock"
+	# listening, not only bound: a SIGSTOP in between would look like a dead QEMU
+	wait_until 10 socat -u OPEN:/dev/null UNIX-CONNECT:"$sock"
 }
 
 # ct VMID NS: a running container: pid 1 of a new pid namespace inside NS,
