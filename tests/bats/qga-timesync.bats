@@ -1,0 +1,141 @@
+#!/usr/bin/env bats
+# qga-timesync against a real qemu-ga (which refuses guest-set-time: this
+# machine's clock is never set) and against qga-recorder, a stand-in agent
+# with a simulated guest clock that records the time it is sent.
+bats_require_minimum_version 1.5.0
+
+setup() {
+	load common
+	pvekit_setup
+	RUN=$T/run
+	mkdir -p "$RUN"
+}
+teardown() { pvekit_teardown; }
+
+agent_up() { wait_until 5 qga-ping -q -t 500 "$1"; }
+
+recorder() { # VMID OFFSET_MS
+	start_bg qga-recorder --offset-ms "$2" --log "$T/agent.log" "$RUN/$1.qga"
+	REC_PID=$BG_PID
+	wait_until 5 test -S "$RUN/$1.qga"
+	agent_up "$RUN/$1.qga"
+	: >"$T/agent.log"
+}
+
+@test "qga-timesync: a right clock is ok (real agent)" {
+	start_qga "$RUN/101.qga"
+	run -0 --separate-stderr qga-timesync --qga-dir "$RUN" 101
+	assert_output --regexp '^101 -?[0-9]+ ok$'
+	# the same host clock on both sides: a few ms at most
+	[ "${output#101 }" != "$output" ]
+	d=$(awk '{ print ($2 < 0 ? -$2 : $2) }' <<<"$output")
+	[ "$d" -lt 500 ]
+}
+
+@test "qga-timesync: a clock off by 7 s is measured as 7 s and set to the host's time in ns" {
+	recorder 101 -7000
+	run -0 --separate-stderr qga-timesync --qga-dir "$RUN" 101
+	assert_output --regexp '^101 -[0-9]+ fixed$'
+	d=$(awk '{ print $2 }' <<<"$output")
+	[ "$d" -le -6950 ] && [ "$d" -ge -7050 ]
+	run jq -c 'select(.execute == "guest-set-time")' "$T/agent.log"
+	[ "${#lines[@]}" -eq 1 ]
+	# the time sent is the host's, taken right before sending
+	jq -e '(.arguments.time | type) == "number" and ((.arguments.time - .host_ns) | fabs) < 1e9' <<<"${lines[0]}"
+	# and the guest clock is right now
+	run -0 qga-timesync --qga-dir "$RUN" 101
+	assert_output --regexp '^101 -?[0-9]+ ok$'
+}
+
+@test "qga-timesync: a clock ahead is fixed too; --max-drift decides" {
+	recorder 101 2500
+	run -0 qga-timesync --max-drift 3000 --qga-dir "$RUN" 101
+	assert_output --regexp '^101 2[45][0-9][0-9] ok$'
+	! grep -q guest-set-time "$T/agent.log"
+	run -0 qga-timesync --max-drift 2000 --qga-dir "$RUN" 101
+	assert_output --regexp '^101 2[45][0-9][0-9] fixed$'
+	grep -q guest-set-time "$T/agent.log"
+}
+
+@test "qga-timesync: -n only reports a clock that is off (exit 1)" {
+	recorder 101 5000
+	run -1 qga-timesync -n --qga-dir "$RUN" 101
+	assert_output --regexp '^101 (49[5-9][0-9]|50[0-4][0-9]) off$'
+	grep -q guest-get-time "$T/agent.log"
+	! grep -q guest-set-time "$T/agent.log"
+}
+
+@test "qga-timesync: an agent that refuses guest-set-time is reported unfixed (exit 1)" {
+	start_qga "$RUN/101.qga"
+	agent_up "$RUN/101.qga"
+	# --max-drift 0: set every clock, so the real agent is asked
+	run -1 --separate-stderr qga-timesync --max-drift 0 --qga-dir "$RUN" 101
+	assert_output --regexp '^101 -?[0-9]+ unfixed error$'
+	[[ $stderr == *"Command guest-set-time has been disabled"* ]]
+}
+
+@test "qga-timesync: an unreadable clock fails: exit 1, or 2 when an agent timed out" {
+	start_qga "$RUN/102.qga"
+	agent_up "$RUN/102.qga"
+	run -1 --separate-stderr qga-timesync --qga-dir "$RUN" 101 102
+	assert_line -n 0 '101 - fail no-socket'
+	assert_line -n 1 --regexp '^102 -?[0-9]+ ok$'
+	kill -STOP "$QGA_PID"
+	run -2 --separate-stderr qga-timesync -t 300 --qga-dir "$RUN" 102
+	assert_output '102 - fail timeout'
+	kill -CONT "$QGA_PID"
+}
+
+@test "qga-timesync: --wait waits for the agent to come up" {
+	start_bg qga-timesync -v --wait 20 -t 300 --qga-dir "$RUN" 101 >"$T/out" 2>"$T/err"
+	ts=$BG_PID
+	wait_until 10 grep -q 'not answering yet' "$T/err"
+	start_qga "$RUN/101.qga"
+	wait_until 15 bash -c "! kill -0 $ts"
+	run -0 wait "$ts"
+	run cat "$T/out"
+	assert_output --regexp '^101 -?[0-9]+ ok$'
+}
+
+@test "qga-timesync: --all and --json" {
+	make_pve
+	pmxcfs-sim create "$PVE" pve1 qemu 101
+	pmxcfs-sim create "$PVE" pve1 qemu 102
+	pmxcfs-sim edit "$PVE" 102 "agent: 0"
+	fake_qemu "$RUN" 101
+	fake_qemu "$RUN" 102
+	recorder 101 -4000
+	start_qga "$RUN/102.qga"
+	run -0 qga-timesync --all --json --pve-dir "$PVE" --node pve1 --qga-dir "$RUN"
+	[ "${#lines[@]}" -eq 1 ]
+	jq -e '.vmid == 101 and .status == "fixed" and .drift_ms < -3900 and .drift_ms > -4100' <<<"${lines[0]}"
+}
+
+@test "qga-timesync-hookscript: post-start starts qga-timesync detached and returns at once" {
+	start_qga "$RUN/101.qga"
+	agent_up "$RUN/101.qga"
+	kill -STOP "$QGA_PID"
+	export PVEKIT_QGA_DIR=$RUN PVEKIT_TIMESYNC_LOG=$T/hook.log
+	hs=$TOP/share/hooks/qga-timesync-hookscript
+	run -0 "$hs" 101 pre-start
+	run -0 "$hs" 101 post-stop
+	[ ! -e "$T/hook.log" ]
+	# the agent is hung: qga-timesync is still waiting when the hook returned
+	run -0 "$hs" 101 post-start
+	pgrep -f "qga-timesync --qga-dir $RUN --wait 60 101"
+	pid=$(pgrep -f "qga-timesync --qga-dir $RUN --wait 60 101")
+	echo "$pid" >>"$T/.bg-pids"
+	# in a session of its own, so Proxmox's task is not waiting on it
+	[ "$(ps -o sid= -p "$pid" | tr -d ' ')" = "$pid" ]
+	kill -CONT "$QGA_PID"
+	wait_until 20 grep -q '^101 -\?[0-9]* ok$' "$T/hook.log"
+}
+
+@test "qga-timesync: usage, help and version" {
+	run -0 qga-timesync -h
+	assert_output --partial 'usage: qga-timesync'
+	run -0 qga-timesync -V
+	run -64 qga-timesync --max-drift x 101
+	run -64 qga-timesync --all 101
+	run -64 qga-timesync nope
+}
