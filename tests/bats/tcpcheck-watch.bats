@@ -500,3 +500,13 @@ qm start 101"
 	assert_equal "$rc" 0 # also: no leak reports under ASan
 	assert grep -q 'tcpcheck: exiting' "$T/err"
 }
+
+@test "the shipped example configs are valid" {
+	cp "$TOP/share/examples/tcpcheck-defaults.conf" "$CONF/defaults.conf"
+	cp "$TOP/share/examples/tcpcheck-100.conf" "$CONF/100.conf"
+	pmxcfs-sim create "$PVE" pve1 qemu 100
+	fake_qemu "$RUN" 100
+	start_watch -n
+	seen '^100 grace watching 192\.0\.2\.25$'
+	refute grep -q '\.conf[:;]' "$T/err"
+}
