@@ -29,6 +29,7 @@
 #include "notify.h"
 #include "qga.h"
 #include "qga-ping.h"
+#include "qmp.h"
 #include "util.h"
 #include "vmlist.h"
 
@@ -43,6 +44,7 @@ struct event {
 	enum ev_kind kind;
 	char reason[16];
 	char detail[256];
+	char qemu_status[32];
 	char time[40];
 	double downtime_s;
 	unsigned misses;
@@ -50,7 +52,7 @@ struct event {
 
 struct guest {
 	uint32_t vmid;
-	char *conf_path, *pid_path;
+	char *conf_path, *pid_path, *qmp_path;
 	/* from the live config, reread when it changes */
 	struct stat conf_st;
 	int have_conf_st, agent;
@@ -66,6 +68,10 @@ struct guest {
 	int64_t grace_until, next_ping, last_ok, miss_since;
 	enum qga_result last_result;
 	struct qga_call call;
+	/* before declaring a failure: is QEMU running the guest at all? */
+	struct qmp_call qmp;
+	int checking, pause_logged;
+	char qemu_status[32];
 	/* --exec events, run one at a time and in order */
 	pid_t exec_pid;
 	struct event queue[QUEUE_MAX];
@@ -97,6 +103,7 @@ struct watcher {
 	uint64_t rng;
 	struct pollfd *pfd;
 	struct guest **pfd_guest;
+	char *pfd_qmp;
 	size_t pfd_cap;
 };
 
@@ -188,6 +195,8 @@ guest_add(struct watcher *w, uint32_t vmid)
 	g->vmid = vmid;
 	g->conf_path = guest_conf_path(w->o->pve_dir, w->o->node, GUEST_QEMU, vmid);
 	g->pid_path = xasprintf("%s/%u.pid", w->o->qga_dir, vmid);
+	g->qmp_path = xasprintf("%s/%u.qmp", w->o->qga_dir, vmid);
+	g->qmp.fd = -1;
 	qga_call_init(&g->call, sock, PING_COMMAND, w->o->timeout_ms);
 	free(sock);
 	w->g = xreallocarray(w->g, w->ng + 1, sizeof *w->g);
@@ -207,8 +216,10 @@ guest_remove(struct watcher *w, size_t i)
 	if (g->first_round)
 		w->first_pending--;
 	qga_call_cleanup(&g->call);
+	qmp_call_cleanup(&g->qmp);
 	free(g->conf_path);
 	free(g->pid_path);
+	free(g->qmp_path);
 	free(g);
 	memmove(w->g + i, w->g + i + 1, (w->ng - i - 1) * sizeof *w->g);
 	w->ng--;
@@ -388,6 +399,8 @@ spawn(struct watcher *w, uint32_t vmid, int is_exec, int64_t timeout_ms, char *c
 			setenv("PVEKIT_SOCKET", sock, 1);
 			setenv("PVEKIT_TIME", ev->time, 1);
 			setenv_u("PVEKIT_MISSES", ev->misses);
+			if (ev->kind == EV_FAILED)
+				setenv("PVEKIT_QEMU_STATUS", ev->qemu_status, 1);
 			if (ev->kind == EV_RECOVERED) {
 				char s[32];
 				snprintf(s, sizeof s, "%.1f", ev->downtime_s);
@@ -436,6 +449,7 @@ queue_event(struct watcher *w, struct guest *g, enum ev_kind kind, double downti
 	snprintf(ev->reason, sizeof ev->reason, "%s",
 		 kind == EV_FAILED ? qga_result_name(g->last_result) : "ok");
 	snprintf(ev->detail, sizeof ev->detail, "%s", kind == EV_FAILED ? g->call.detail : "");
+	snprintf(ev->qemu_status, sizeof ev->qemu_status, "%s", g->qemu_status);
 	utc_timestamp(ev->time, sizeof ev->time);
 	ev->downtime_s = downtime_s;
 	ev->misses = g->misses;
@@ -507,11 +521,12 @@ static void
 declare_failed(struct watcher *w, struct guest *g)
 {
 	g->failed = 1;
-	log_err("%u: guest agent failed %u times in a row: %s", g->vmid, g->misses,
-		g->call.detail);
+	log_err("%u: guest agent failed %u times in a row (QEMU %s): %s", g->vmid, g->misses,
+		g->qemu_status, g->call.detail);
 	emit(w, g->vmid, "failed", qga_result_name(g->last_result),
-	     json_pack("{s:s, s:i, s:s, s:s}", "reason", qga_result_name(g->last_result),
-		       "misses", (int)g->misses, "detail", g->call.detail, "uuid", g->uuid));
+	     json_pack("{s:s, s:i, s:s, s:s, s:s}", "reason", qga_result_name(g->last_result),
+		       "misses", (int)g->misses, "qemu_status", g->qemu_status, "detail",
+		       g->call.detail, "uuid", g->uuid));
 	queue_event(w, g, EV_FAILED, 0);
 	update_status(w);
 }
@@ -539,6 +554,48 @@ on_answer(struct watcher *w, struct guest *g, int64_t now)
 	g->last_ok = now;
 	g->misses = 0;
 	g->grace_until = 0;
+	g->pause_logged = 0;
+}
+
+/* QEMU run states in which a silent agent is expected: someone paused the
+ * guest (qm suspend), a migration or snapshot holds it, or it shut down. */
+static int
+paused_state(const char *status)
+{
+	static const char *const states[] = { "paused",	     "inmigrate", "postmigrate",
+					      "prelaunch",   "finish-migrate", "restore-vm",
+					      "save-vm",     "suspended", "shutdown",
+					      "debug" };
+
+	for (size_t i = 0; i < ARRAY_LEN(states); i++)
+		if (strcmp(status, states[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* The monitor answered (or not): a paused guest is no failure; a running
+ * one, a panicked one, or a QEMU whose monitor is silent too, is. */
+static void
+on_qmp(struct watcher *w, struct guest *g)
+{
+	g->checking = 0;
+	if (!g->watched || g->failed)
+		return;
+	if (g->qmp.ok && paused_state(g->qmp.status)) {
+		if (!g->pause_logged)
+			log_info("%u: agent silent, QEMU reports '%s': not a failure", g->vmid,
+				 g->qmp.status);
+		g->pause_logged = 1;
+		g->misses = 0;
+		return;
+	}
+	if (g->qmp.ok)
+		snprintf(g->qemu_status, sizeof g->qemu_status, "%s", g->qmp.status);
+	else
+		snprintf(g->qemu_status, sizeof g->qemu_status, "unknown");
+	if (!g->qmp.ok)
+		log_debug("%u: %s", g->vmid, g->qmp.detail);
+	declare_failed(w, g);
 }
 
 static void
@@ -580,14 +637,17 @@ on_result(struct watcher *w, struct guest *g, int64_t now)
 	if (g->misses++ == 0)
 		g->miss_since = g->call.start_ms;
 	log_debug("%u: miss %u: %s", g->vmid, g->misses, g->call.detail);
-	if (g->misses < w->o->threshold || g->failed)
+	if (g->misses < w->o->threshold || g->failed || g->checking)
 		return;
 	/* Stopped since the last scan? That is not a failure. */
 	if (running_pid(w, g) == 0) {
 		stop_watch(w, g, "stopped");
 		return;
 	}
-	declare_failed(w, g);
+	g->checking = 1;
+	qmp_call_start(&g->qmp, g->qmp_path, w->o->timeout_ms, now);
+	if (qmp_call_done(&g->qmp))
+		on_qmp(w, g);
 }
 
 /* --- scanning the node -------------------------------------------------- */
@@ -752,6 +812,8 @@ next_wakeup(const struct watcher *w)
 										   : INT64_MAX;
 		if (t < wake)
 			wake = t;
+		if (g->checking && qmp_call_deadline(&g->qmp) < wake)
+			wake = qmp_call_deadline(&g->qmp);
 	}
 	for (size_t i = 0; i < w->nch; i++)
 		if (w->ch[i].deadline < wake)
@@ -764,10 +826,11 @@ fill_pollfds(struct watcher *w)
 {
 	size_t n = 1;
 
-	if (w->pfd_cap < w->ng + 1) {
-		w->pfd_cap = w->ng + 1;
+	if (w->pfd_cap < 2 * w->ng + 1) {
+		w->pfd_cap = 2 * w->ng + 1;
 		w->pfd = xreallocarray(w->pfd, w->pfd_cap, sizeof *w->pfd);
 		w->pfd_guest = xreallocarray(w->pfd_guest, w->pfd_cap, sizeof *w->pfd_guest);
+		w->pfd_qmp = xreallocarray(w->pfd_qmp, w->pfd_cap, sizeof *w->pfd_qmp);
 	}
 	w->pfd[0] = (struct pollfd){ w->sfd, POLLIN, 0 };
 	w->pfd_guest[0] = NULL;
@@ -775,6 +838,12 @@ fill_pollfds(struct watcher *w)
 		struct guest *g = w->g[i];
 		if (g->in_flight && qga_call_fd(&g->call) >= 0) {
 			w->pfd[n] = (struct pollfd){ qga_call_fd(&g->call), qga_call_events(&g->call), 0 };
+			w->pfd_qmp[n] = 0;
+			w->pfd_guest[n++] = g;
+		}
+		if (g->checking && qmp_call_fd(&g->qmp) >= 0) {
+			w->pfd[n] = (struct pollfd){ qmp_call_fd(&g->qmp), qmp_call_events(&g->qmp), 0 };
+			w->pfd_qmp[n] = 1;
 			w->pfd_guest[n++] = g;
 		}
 	}
@@ -784,11 +853,22 @@ fill_pollfds(struct watcher *w)
 static void
 step_calls(struct watcher *w, size_t npfd, int64_t now)
 {
-	for (size_t k = 1; k < npfd; k++)
-		if (w->pfd[k].revents)
+	for (size_t k = 1; k < npfd; k++) {
+		if (!w->pfd[k].revents)
+			continue;
+		if (w->pfd_qmp[k])
+			qmp_call_step(&w->pfd_guest[k]->qmp, w->pfd[k].revents, now);
+		else
 			qga_call_step(&w->pfd_guest[k]->call, w->pfd[k].revents, now);
+	}
 	for (size_t i = 0; i < w->ng; i++) {
 		struct guest *g = w->g[i];
+		if (g->checking) {
+			if (!qmp_call_done(&g->qmp) && qmp_call_deadline(&g->qmp) <= now)
+				qmp_call_step(&g->qmp, 0, now);
+			if (qmp_call_done(&g->qmp))
+				on_qmp(w, g);
+		}
 		if (!g->in_flight)
 			continue;
 		if (!qga_call_done(&g->call) && qga_call_wakeup(&g->call) <= now)
@@ -809,6 +889,7 @@ teardown(struct watcher *w)
 	free(w->ch);
 	free(w->pfd);
 	free(w->pfd_guest);
+	free(w->pfd_qmp);
 	vmlist_free(&w->vl);
 	close(w->sfd);
 }

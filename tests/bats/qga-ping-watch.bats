@@ -10,7 +10,7 @@ setup() {
 	# what --exec saw, one line per run
 	cat >"$T/hook" <<-'EOS'
 	#!/bin/sh
-	echo "$PVEKIT_EVENT $PVEKIT_VMID $PVEKIT_REASON $PVEKIT_NODE $PVEKIT_UUID $PVEKIT_CONFIG $PVEKIT_MISSES ${PVEKIT_DOWNTIME:--}" >>"$HOOK_LOG"
+	echo "$PVEKIT_EVENT $PVEKIT_VMID $PVEKIT_REASON $PVEKIT_NODE $PVEKIT_UUID $PVEKIT_CONFIG $PVEKIT_MISSES ${PVEKIT_DOWNTIME:--} ${PVEKIT_QEMU_STATUS:--}" >>"$HOOK_LOG"
 	EOS
 	chmod +x "$T/hook"
 	export HOOK_LOG=$T/events
@@ -70,7 +70,7 @@ count() { grep -c -- "$1" "$2" || true; }
 	wait_until 10 bash -c "[ \$(grep -c '101: miss' '$T/err') -ge 8 ]"
 	[ "$(count 'qga-failed' "$HOOK_LOG")" -eq 1 ]
 	[ "$(count 'failed' "$T/out")" -eq 1 ]
-	grep -qx "qga-failed 101 timeout pve1 $uuid $PVE/nodes/pve1/qemu-server/101.conf [0-9]* -" "$HOOK_LOG"
+	grep -qx "qga-failed 101 timeout pve1 $uuid $PVE/nodes/pve1/qemu-server/101.conf 3 - unknown" "$HOOK_LOG"
 	kill -CONT "$a"
 	wait_until 10 grep -q '^101 recovered [0-9.]*$' "$T/out"
 	wait_until 10 grep -q "^qga-recovered 101 ok pve1 $uuid " "$HOOK_LOG"
@@ -95,6 +95,37 @@ count() { grep -c -- "$1" "$2" || true; }
 	[ ! -s "$HOOK_LOG" ]
 	pmxcfs-sim lock "$PVE" 101 ""
 	wait_until 10 in_out "101 failed timeout"
+}
+
+@test "watch: a paused guest (QEMU says so on its monitor) is not a failure" {
+	guest 101
+	echo paused >"$T/status"
+	start_bg qmp-monitor --status-file "$T/status" --log "$T/qmp.log" "$RUN/101.qmp"
+	wait_until 5 test -S "$RUN/101.qmp"
+	watch
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 10 grep -q "101: agent silent, QEMU reports 'paused': not a failure" "$T/err"
+	# asked again after every --threshold misses, still no failure
+	wait_until 10 bash -c "[ \$(grep -c query-status '$T/qmp.log') -ge 3 ]"
+	! grep -q failed "$T/out"
+	[ ! -s "$HOOK_LOG" ]
+	# the same silence while QEMU runs the guest is a failure
+	echo running >"$T/status"
+	wait_until 10 in_out "101 failed timeout"
+	wait_until 10 grep -q "^qga-failed 101 " "$HOOK_LOG"
+}
+
+@test "watch: a monitor that does not answer either is a failure (qemu status unknown)" {
+	guest 101
+	echo hang >"$T/status"
+	start_bg qmp-monitor --status-file "$T/status" "$RUN/101.qmp"
+	wait_until 5 test -S "$RUN/101.qmp"
+	watch --json
+	wait_until 10 grep -q '"vmid":101,"event":"watch"' "$T/out"
+	kill -STOP "$QGA_PID"
+	wait_until 10 grep -q '"event":"failed"' "$T/out"
+	grep '"event":"failed"' "$T/out" | jq -e '.qemu_status == "unknown" and .reason == "timeout"'
 }
 
 @test "watch: a guest that stops is not a failure" {
