@@ -1,0 +1,529 @@
+/* failoverip-set: route failover IPs to a server through the provider's API
+ * (Online.net, Hetzner Robot, OVHcloud), reading the current route first and
+ * moving only what is elsewhere. */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "failoverip.h"
+#include "log.h"
+#include "util.h"
+
+#define DEFAULT_CONFIG "/etc/pvekit/failoverip.conf"
+#define RETRY_CAP_MS 30000
+
+static const char usage_text[] =
+    "usage: failoverip-set [-nv] [-c FILE] [-t DEST] [--timeout SECS] [--skip-unknown] IP...\n"
+    "       failoverip-set [-v] [-c FILE] [--timeout SECS] --list [IP...]\n";
+
+struct opts {
+	const char *config;
+	const char *to;
+	double timeout;
+	int dry_run, list, skip_unknown;
+};
+
+static _Noreturn void
+usage(void)
+{
+	fputs(usage_text, stderr);
+	exit(EXIT_USAGE);
+}
+
+static void
+parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "to", required_argument, NULL, 't' },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "list", no_argument, NULL, 'l' },
+		{ "skip-unknown", no_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	o->config = DEFAULT_CONFIG;
+	while ((ch = getopt_long(argc, argv, "c:t:nlvhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 't':
+			o->to = optarg;
+			break;
+		case 'n':
+			o->dry_run = 1;
+			break;
+		case 'l':
+			o->list = 1;
+			break;
+		case 's':
+			o->skip_unknown = 1;
+			break;
+		case 'T':
+			if (parse_seconds(optarg, &o->timeout) < 0 || o->timeout <= 0 ||
+			    o->timeout > 86400) {
+				log_err("--timeout: want seconds (0 < SECS <= 86400), not '%s'",
+				        optarg);
+				usage();
+			}
+			break;
+		case 'v':
+			log_verbose++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case 'V':
+			print_version();
+			exit(0);
+		default:
+			usage();
+		}
+	}
+	if (!o->list && optind >= argc) {
+		log_err("no IP given");
+		usage();
+	}
+	if (o->list && (o->to || o->dry_run)) {
+		log_err("--list takes neither --to nor --dry-run");
+		usage();
+	}
+}
+
+/* "IP" or "IP/PREFIX", IPv4 or IPv6, kept in canonical form. */
+static struct fip *
+parse_ip(const char *arg)
+{
+	char addr[INET6_ADDRSTRLEN + 8], canon[INET6_ADDRSTRLEN];
+	unsigned char bin[16];
+	const char *slash = strchr(arg, '/');
+	size_t len = slash ? (size_t)(slash - arg) : strlen(arg);
+	unsigned long prefix = 0;
+	struct fip *ip;
+	int family;
+
+	if (len >= sizeof addr)
+		return NULL;
+	memcpy(addr, arg, len);
+	addr[len] = '\0';
+	if (inet_pton(AF_INET, addr, bin) == 1)
+		family = AF_INET;
+	else if (inet_pton(AF_INET6, addr, bin) == 1)
+		family = AF_INET6;
+	else
+		return NULL;
+	if (slash && parse_ulong(slash + 1, family == AF_INET ? 32 : 128, &prefix) < 0)
+		return NULL;
+	inet_ntop(family, bin, canon, sizeof canon);
+
+	ip = xcalloc(1, sizeof *ip);
+	ip->family = family;
+	ip->addr = xstrdup(canon);
+	ip->prefix = slash ? (int)prefix : -1;
+	ip->text = slash ? xasprintf("%s/%lu", canon, prefix) : xstrdup(canon);
+	return ip;
+}
+
+static void
+fip_free(struct fip *ip)
+{
+	free(ip->text);
+	free(ip->addr);
+	free(ip->current);
+	free(ip->previous);
+	free(ip);
+}
+
+static struct fip **
+parse_ips(char **args, int n, const struct provider *p, size_t *count)
+{
+	struct fip **ips = xcalloc(n, sizeof *ips);
+	size_t m = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct fip *ip = parse_ip(args[i]);
+		int dup = 0;
+
+		if (!ip) {
+			log_err("not an IP address or IP/PREFIX: '%s'", args[i]);
+			usage();
+		}
+		if (p == &provider_online && ip->prefix >= 0 &&
+		    ip->prefix != (ip->family == AF_INET ? 32 : 128)) {
+			log_err("online moves single addresses, not blocks: '%s'", args[i]);
+			usage();
+		}
+		for (size_t k = 0; k < m && !dup; k++)
+			dup = strcmp(ips[k]->text, ip->text) == 0;
+		if (dup)
+			fip_free(ip);
+		else
+			ips[m++] = ip;
+	}
+	*count = m;
+	return ips;
+}
+
+/* One try: read the routes, then move what is elsewhere. */
+static enum outcome
+attempt(struct ctx *c, struct fip **ips, size_t n, const char *dest, int dry_run)
+{
+	const struct provider *p = c->cfg->provider;
+	struct fip **todo = xcalloc(n, sizeof *todo);
+	enum outcome o;
+	size_t m = 0;
+
+	o = p->lookup(c, ips, n);
+	for (size_t i = 0; o == OUT_OK && i < n; i++) {
+		struct fip *ip = ips[i];
+
+		if (ip->state != ST_PENDING)
+			continue;
+		if (p->same_dest(ip->current, dest)) {
+			/* After a move that seemed to fail, the route may be here
+			 * already: then this run did move it. */
+			ip->state = ip->move_sent ? ST_ROUTED : ST_UNCHANGED;
+			ip->task_id = 0;
+			continue;
+		}
+		if (!ip->move_sent) {
+			free(ip->previous);
+			ip->previous = ip->current ? xstrdup(ip->current) : NULL;
+		}
+		todo[m++] = ip;
+	}
+	if (o == OUT_OK && m > 0) {
+		if (dry_run) {
+			for (size_t i = 0; i < m; i++)
+				todo[i]->state = ST_WOULD;
+		} else {
+			o = p->move(c, todo, m, dest);
+		}
+	}
+	free(todo);
+	return o;
+}
+
+static char *
+batch_label(struct fip **ips, size_t n)
+{
+	struct buf b = { 0 };
+
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "%s%s", i ? "," : "", ips[i]->text);
+	return b.data;
+}
+
+/* Settles the IPs of one batch: IPs the provider does not know, then the
+ * outcome of the batch for all still pending. */
+static void
+settle(struct ctx *c, struct fip **ips, size_t n, enum outcome o, int skip_unknown)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct fip *ip = ips[i];
+
+		if (ip->state == ST_FAILED && ip->fail == OUT_UNKNOWN) {
+			if (skip_unknown) {
+				ip->state = ST_SKIPPED;
+				log_info("%s: %s: not a failover IP of this %s account, skipped",
+				         ip->text, c->cfg->peer, c->cfg->provider->name);
+			} else {
+				log_err("%s: %s: not a failover IP of this %s account", ip->text,
+				        c->cfg->peer, c->cfg->provider->name);
+			}
+		} else if (ip->state == ST_PENDING) {
+			ip->state = ST_FAILED;
+			ip->fail = o == OUT_OK ? OUT_BADREPLY : o;
+		}
+	}
+}
+
+/* A destination as the API gave it, unless it could garble the output. */
+static const char *
+shown(const struct provider *p, const char *dest)
+{
+	return !dest ? "-" : p->valid_dest(dest) ? dest : "?";
+}
+
+static void
+report(const struct provider *p, const struct fip *const *ips, size_t n, const char *dest)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct fip *ip = ips[i];
+
+		switch (ip->state) {
+		case ST_ROUTED:
+			printf("%s %s routed %s\n", ip->text, dest, shown(p, ip->previous));
+			break;
+		case ST_UNCHANGED:
+			printf("%s %s unchanged %s\n", ip->text, dest, dest);
+			break;
+		case ST_WOULD:
+			printf("%s %s would-route %s\n", ip->text, dest, shown(p, ip->current));
+			break;
+		default:
+			break;
+		}
+	}
+	fflush(stdout);
+}
+
+/* Runs fn until it gives a final answer, retrying transient failures with
+ * backoff inside the timeout. The message of a final failure is logged. */
+typedef enum outcome (*try_fn)(struct ctx *c, void *arg);
+
+static enum outcome
+with_retries(struct ctx *c, const char *label, try_fn fn, void *arg)
+{
+	const struct config *cfg = c->cfg;
+	struct http_backoff b;
+
+	c->deadline_ms = mono_ms() + (int64_t)(cfg->timeout * 1000);
+	http_backoff_init(&b, (int64_t)(cfg->retry_delay * 1000), RETRY_CAP_MS,
+	                  (unsigned)cfg->retries, c->deadline_ms);
+	for (;;) {
+		enum outcome o = fn(c, arg);
+		int64_t delay;
+
+		if (o == OUT_OK)
+			return o;
+		if (o != OUT_TRANSIENT) {
+			log_err("%s: %s", label, c->msg);
+			return o;
+		}
+		delay = http_backoff_next(&b, c->hint_ms);
+		if (delay < 0) {
+			if (b.retries >= b.max_retries)
+				log_err("%s: %s; giving up after %u retries", label, c->msg,
+				        b.retries);
+			else
+				log_err("%s: %s; giving up: the next try would end after the "
+				        "timeout (%.3g s)",
+				        label, c->msg, cfg->timeout);
+			return o;
+		}
+		log_warn("%s: %s; retry %u in %.1f s", label, c->msg, b.retries, delay / 1000.0);
+		sleep_ms(delay);
+	}
+}
+
+struct route_job {
+	struct fip **ips;
+	size_t n;
+	const char *dest;
+	int dry_run;
+};
+
+static enum outcome
+try_route(struct ctx *c, void *arg)
+{
+	struct route_job *j = arg;
+
+	return attempt(c, j->ips, j->n, j->dest, j->dry_run);
+}
+
+struct lookup_job {
+	struct fip **ips;
+	size_t n;
+};
+
+static enum outcome
+try_lookup(struct ctx *c, void *arg)
+{
+	struct lookup_job *j = arg;
+
+	return c->cfg->provider->lookup(c, j->ips, j->n);
+}
+
+static enum outcome
+try_list(struct ctx *c, void *arg)
+{
+	struct buf *out = arg;
+
+	buf_reset(out);
+	return c->cfg->provider->list(c, out);
+}
+
+static int
+outcome_exit(enum outcome o)
+{
+	switch (o) {
+	case OUT_OK:
+		return 0;
+	case OUT_REFUSED:
+	case OUT_AUTH:
+	case OUT_UNKNOWN:
+		return 1;
+	case OUT_BADREPLY:
+		return EXIT_DATAERR;
+	case OUT_UNAVAIL:
+		return EXIT_UNAVAILABLE;
+	case OUT_TIMEOUT:
+		return EXIT_TIMEOUT;
+	case OUT_TRANSIENT:
+		return EXIT_TEMPFAIL;
+	}
+	return EXIT_SOFTWARE;
+}
+
+/* When IPs fail in different ways the most serious one sets the exit
+ * status: refused, bad reply, unavailable, timeout, temporary. */
+static int
+severity(enum outcome o)
+{
+	static const int rank[] = {
+		[OUT_OK] = 0,       [OUT_TRANSIENT] = 1, [OUT_TIMEOUT] = 2, [OUT_UNAVAIL] = 3,
+		[OUT_BADREPLY] = 4, [OUT_REFUSED] = 5,   [OUT_AUTH] = 5,    [OUT_UNKNOWN] = 5,
+	};
+
+	return rank[o];
+}
+
+static enum outcome
+worst_of(struct fip **ips, size_t n)
+{
+	enum outcome w = OUT_OK;
+
+	for (size_t i = 0; i < n; i++)
+		if (ips[i]->state == ST_FAILED && severity(ips[i]->fail) > severity(w))
+			w = ips[i]->fail;
+	return w;
+}
+
+static void
+stop_after_auth(struct fip **ips, size_t n)
+{
+	size_t left = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ips[i]->state != ST_PENDING)
+			continue;
+		ips[i]->state = ST_FAILED;
+		ips[i]->fail = OUT_AUTH;
+		left++;
+	}
+	if (left)
+		log_err("credentials refused: not trying the other %zu IP%s", left,
+		        left == 1 ? "" : "s");
+}
+
+static int
+route(struct ctx *c, struct fip **ips, size_t n, const char *dest, const struct opts *o)
+{
+	const struct provider *p = c->cfg->provider;
+	size_t per = p->batch ? n : 1;
+
+	for (size_t i = 0; i < n; i += per) {
+		struct route_job job = { ips + i, n - i < per ? n - i : per, dest, o->dry_run };
+		char *label = batch_label(job.ips, job.n);
+		enum outcome r = with_retries(c, label, try_route, &job);
+
+		free(label);
+		settle(c, job.ips, job.n, r, o->skip_unknown);
+		report(p, (const struct fip *const *)job.ips, job.n, dest);
+		if (r == OUT_AUTH) {
+			stop_after_auth(ips + i + job.n, n - i - job.n);
+			break;
+		}
+	}
+	return outcome_exit(worst_of(ips, n));
+}
+
+static int
+list(struct ctx *c, struct fip **ips, size_t n, const struct opts *o)
+{
+	const struct provider *p = c->cfg->provider;
+	struct buf out = { 0 };
+	enum outcome r;
+
+	if (n == 0) {
+		r = with_retries(c, p->name, try_list, &out);
+		if (r == OUT_OK)
+			fputs(out.data ? out.data : "", stdout);
+		buf_free(&out);
+		return outcome_exit(r);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct lookup_job job = { ips + i, 1 };
+
+		r = with_retries(c, ips[i]->text, try_lookup, &job);
+		if (r == OUT_OK && ips[i]->state == ST_PENDING) {
+			ips[i]->state = ST_UNCHANGED;
+			printf("%s %s\n", ips[i]->text, shown(p, ips[i]->current));
+			fflush(stdout);
+		}
+		settle(c, job.ips, 1, r, o->skip_unknown);
+		if (r == OUT_AUTH) {
+			stop_after_auth(ips + i + 1, n - i - 1);
+			break;
+		}
+	}
+	return outcome_exit(worst_of(ips, n));
+}
+
+static void
+register_secrets(const struct config *cfg)
+{
+	http_add_secret(cfg->token);
+	http_add_secret(cfg->password);
+	http_add_basic_secret(cfg->user, cfg->password);
+	http_add_secret(cfg->app_key);
+	http_add_secret(cfg->app_secret);
+	http_add_secret(cfg->consumer_key);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	struct config cfg;
+	struct ctx c = { 0 };
+	struct fip **ips;
+	const char *dest;
+	size_t n;
+	int rc;
+
+	log_init("failoverip-set");
+	parse_args(argc, argv, &o);
+	config_load(&cfg, o.config);
+	if (o.timeout > 0)
+		cfg.timeout = o.timeout;
+	if (cfg.connect_timeout > cfg.timeout)
+		cfg.connect_timeout = cfg.timeout;
+	dest = o.to ? o.to : cfg.destination;
+	if (o.to && !cfg.provider->valid_dest(o.to)) {
+		log_err("--to: not a valid %s destination: '%s'", cfg.provider->name, o.to);
+		usage();
+	}
+	if (!o.list && !dest)
+		die(EXIT_CONFIG, "%s: no destination: set destination= or give --to", cfg.path);
+	ips = parse_ips(argv + optind, argc - optind, cfg.provider, &n);
+
+	signal(SIGPIPE, SIG_IGN);
+	if (http_global_init() < 0)
+		die(EXIT_OSERR, "curl: global initialisation failed");
+	register_secrets(&cfg);
+	c.cfg = &cfg;
+	c.http = http_new();
+
+	rc = o.list ? list(&c, ips, n, &o) : route(&c, ips, n, dest, &o);
+
+	http_response_free(&c.resp);
+	http_free(c.http);
+	http_global_cleanup();
+	for (size_t i = 0; i < n; i++)
+		fip_free(ips[i]);
+	free(ips);
+	config_free(&cfg);
+	return rc;
+}

@@ -1,0 +1,385 @@
+/* OVHcloud API: every call is signed ("$1$" + SHA-1 over the application
+ * secret, consumer key, method, full URL, body and timestamp) with the
+ * timestamp taken from the server's clock (GET /auth/time, once a run).
+ * GET /ip/{block} reads routedTo.serviceName; POST /ip/{block}/move
+ * {"to": SERVICE} starts a task that is polled with GET
+ * /ip/{block}/task/{id} until it is done. The destination is the service
+ * name of the target server (e.g. ns3000002.ip-198-51-100.eu), not an IP.
+ * A block is an address with its prefix, "/" encoded as %2F in the path. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "failoverip.h"
+#include "log.h"
+#include "sign.h"
+#include "util.h"
+
+struct auth {
+	char *lines[4];
+	const char *headers[5];
+};
+
+static int
+check(const struct config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->app_key || !cfg->app_secret || !cfg->consumer_key) {
+		snprintf(err, errlen,
+		         "provider ovh needs application_key, application_secret and consumer_key");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+auth_free(struct auth *a)
+{
+	for (size_t i = 0; i < ARRAY_LEN(a->lines); i++) {
+		if (!a->lines[i])
+			continue;
+		explicit_bzero(a->lines[i], strlen(a->lines[i]));
+		free(a->lines[i]);
+		a->lines[i] = NULL;
+	}
+}
+
+static void
+auth_init(struct ctx *c, struct auth *a, const struct api_req *r)
+{
+	const struct config *cfg = c->cfg;
+	char *url = xasprintf("%s%s", cfg->api_url, r->path);
+	long long ts = (long long)time(NULL) + c->delta;
+	char sig[OVH_SIGNATURE_LEN + 1];
+
+	ovh_signature(cfg->app_secret, cfg->consumer_key, r->method, url, r->body, ts, sig);
+	a->lines[0] = xasprintf("X-Ovh-Application: %s", cfg->app_key);
+	a->lines[1] = xasprintf("X-Ovh-Consumer: %s", cfg->consumer_key);
+	a->lines[2] = xasprintf("X-Ovh-Timestamp: %lld", ts);
+	a->lines[3] = xasprintf("X-Ovh-Signature: %s", sig);
+	for (size_t i = 0; i < 4; i++)
+		a->headers[i] = a->lines[i];
+	a->headers[4] = NULL;
+	explicit_bzero(sig, sizeof sig);
+	free(url);
+}
+
+/* The server's clock minus ours; OVH refuses timestamps far off its own. */
+static enum outcome
+clock_delta(struct ctx *c)
+{
+	struct api_req r = { .method = "GET", .path = "/auth/time" };
+	long long now, server;
+	enum outcome o;
+	json_t *j;
+
+	if (c->have_delta)
+		return OUT_OK;
+	o = api_send(c, &r);
+	if (o != OUT_OK)
+		return o;
+	if (c->resp.status < 200 || c->resp.status > 299)
+		return api_status(c, &r, NULL);
+	now = (long long)time(NULL);
+	j = api_json(c, &r);
+	if (!j)
+		return OUT_BADREPLY;
+	if (!json_is_integer(j)) {
+		json_decref(j);
+		return api_fail(c, OUT_BADREPLY, &r, "reply is not an integer");
+	}
+	server = (long long)json_integer_value(j);
+	json_decref(j);
+	c->delta = server - now;
+	c->have_delta = 1;
+	if (c->delta > 30 || c->delta < -30)
+		log_debug("%s: server clock is %+lld s off ours", c->cfg->peer, c->delta);
+	return OUT_OK;
+}
+
+/* One signed request; a non-2xx answer is mapped to an outcome. Any 400
+ * about the signature or a 401/403 is an authentication failure. */
+static enum outcome
+signed_call(struct ctx *c, struct api_req *r, json_t **reply)
+{
+	struct auth a = { 0 };
+	enum outcome o;
+
+	*reply = NULL;
+	o = clock_delta(c);
+	if (o != OUT_OK)
+		return o;
+	auth_init(c, &a, r);
+	r->auth_headers = a.headers;
+	o = api_send(c, r);
+	auth_free(&a);
+	r->auth_headers = NULL;
+	if (o != OUT_OK)
+		return o;
+	if (c->resp.status < 200 || c->resp.status > 299) {
+		const char *code;
+		json_t *j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len,
+		                       0, NULL);
+		code = json_string_value(json_object_get(j, "errorCode"));
+		o = api_status(c, r, NULL);
+		if (c->resp.status == 400 && code && strcmp(code, "INVALID_SIGNATURE") == 0)
+			o = OUT_AUTH;
+		json_decref(j);
+		return o;
+	}
+	*reply = api_json(c, r);
+	return *reply ? OUT_OK : OUT_BADREPLY;
+}
+
+static char *
+block_path(const struct fip *ip)
+{
+	int prefix = ip->prefix >= 0 ? ip->prefix : ip->family == AF_INET ? 32 : 128;
+
+	return xasprintf("/ip/%s%%2F%d", ip->addr, prefix);
+}
+
+static enum outcome
+lookup(struct ctx *c, struct fip **ips, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char *path;
+		struct api_req r = { .method = "GET" };
+		const char *svc = NULL;
+		enum outcome o;
+		json_t *j;
+
+		if (ips[i]->state != ST_PENDING)
+			continue;
+		path = block_path(ips[i]);
+		r.path = path;
+		o = signed_call(c, &r, &j);
+		if (o == OUT_REFUSED && c->resp.status == 404) {
+			ips[i]->state = ST_FAILED;
+			ips[i]->fail = OUT_UNKNOWN;
+			o = OUT_OK;
+		} else if (o == OUT_OK) {
+			const json_t *to = json_object_get(j, "routedTo");
+
+			if (!json_is_object(j) ||
+			    (!json_is_null(to) && to &&
+			     json_string_or_null(to, "serviceName", &svc) < 0))
+				o = api_fail(c, OUT_BADREPLY, &r, "no routedTo.serviceName");
+			else {
+				free(ips[i]->current);
+				ips[i]->current = svc && *svc ? xstrdup(svc) : NULL;
+			}
+		}
+		json_decref(j);
+		free(path);
+		if (o != OUT_OK)
+			return o;
+	}
+	return OUT_OK;
+}
+
+/* Polls the move task until it is done, fails, or the deadline passes. */
+static enum outcome
+poll_task(struct ctx *c, struct fip *ip)
+{
+	char *base = block_path(ip);
+	char *path = xasprintf("%s/task/%lld", base, ip->task_id);
+	int64_t interval = (int64_t)(c->cfg->poll_interval * 1000);
+	struct api_req r = { .method = "GET", .path = path };
+	enum outcome o;
+	json_t *j;
+
+	for (;;) {
+		const char *status;
+
+		o = signed_call(c, &r, &j);
+		if (o != OUT_OK)
+			break;
+		status = json_string_value(json_object_get(j, "status"));
+		if (!status) {
+			o = api_fail(c, OUT_BADREPLY, &r, "task without a status");
+		} else if (strcmp(status, "done") == 0) {
+			ip->state = ST_ROUTED;
+			ip->task_id = 0;
+		} else if (strcmp(status, "cancelled") == 0 ||
+		           strcmp(status, "customerError") == 0) {
+			const char *comment = json_string_value(json_object_get(j, "comment"));
+			o = api_fail(c, OUT_REFUSED, &r, "task %lld ended %s%s%s", ip->task_id,
+			             status, comment ? ": " : "", comment ? comment : "");
+			ip->task_id = 0;
+		} else if (strcmp(status, "ovhError") == 0) {
+			/* OVH's own failure: try the move again. */
+			o = api_fail(c, OUT_TRANSIENT, &r, "task %lld ended ovhError", ip->task_id);
+			ip->task_id = 0;
+		} else if (wait_within(c, interval) < 0) {
+			o = api_fail(c, OUT_TIMEOUT, &r, "task %lld still %s after %.3g s",
+			             ip->task_id, status, c->cfg->timeout);
+		} else {
+			json_decref(j);
+			continue;
+		}
+		json_decref(j);
+		break;
+	}
+	free(path);
+	free(base);
+	return o;
+}
+
+static enum outcome
+move_one(struct ctx *c, struct fip *ip, const char *dest)
+{
+	char *base, *path;
+	char *body;
+	struct api_req r = { .method = "POST", .content_type = "application/json" };
+	json_t *j, *req;
+	json_int_t id;
+	enum outcome o;
+
+	if (ip->task_id)
+		return poll_task(c, ip);
+	req = json_pack("{ss}", "to", dest);
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if (!body)
+		die(EXIT_OSERR, "out of memory");
+	base = block_path(ip);
+	path = xasprintf("%s/move", base);
+	r.path = path;
+	r.body = body;
+	ip->move_sent = 1;
+	o = signed_call(c, &r, &j);
+	if (o == OUT_REFUSED && c->resp.status == 409)
+		o = OUT_TRANSIENT; /* another move of this block is pending */
+	if (o == OUT_OK) {
+		id = json_integer_value(json_object_get(j, "taskId"));
+		if (id <= 0)
+			o = api_fail(c, OUT_BADREPLY, &r, "reply without a taskId");
+		else
+			ip->task_id = (long long)id;
+	}
+	json_decref(j);
+	free(path);
+	free(base);
+	free(body);
+	if (o != OUT_OK)
+		return o;
+	log_debug("%s: move task %lld started", ip->text, ip->task_id);
+	return poll_task(c, ip);
+}
+
+static enum outcome
+move(struct ctx *c, struct fip **ips, size_t n, const char *dest)
+{
+	for (size_t i = 0; i < n; i++) {
+		enum outcome o = move_one(c, ips[i], dest);
+		if (o != OUT_OK)
+			return o;
+	}
+	return OUT_OK;
+}
+
+/* "192.0.2.10/32" is shown as the address alone, as the other providers do. */
+static void
+print_block(struct buf *out, const char *block, const char *svc)
+{
+	const char *slash = strchr(block, '/');
+	int len = slash ? (int)(slash - block) : (int)strlen(block);
+
+	if (slash && strcmp(slash, "/32") != 0 && strcmp(slash, "/128") != 0)
+		len = (int)strlen(block);
+	buf_printf(out, "%.*s %s\n", len, block, svc && *svc ? svc : "-");
+}
+
+static int
+valid_block(const char *s)
+{
+	char addr[64];
+	const char *slash = strchr(s, '/');
+	size_t len = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long prefix;
+
+	if (len >= sizeof addr)
+		return 0;
+	memcpy(addr, s, len);
+	addr[len] = '\0';
+	return valid_ip(addr) && (!slash || parse_ulong(slash + 1, 128, &prefix) == 0);
+}
+
+static int
+valid_dest(const char *dest)
+{
+	size_t n = strlen(dest);
+
+	if (n == 0 || n > 253 || !isalnum((unsigned char)dest[0]))
+		return 0;
+	for (const char *p = dest; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+			return 0;
+	return 1;
+}
+
+static enum outcome
+list(struct ctx *c, struct buf *out)
+{
+	struct api_req r = { .method = "GET", .path = "/ip?type=failover" };
+	enum outcome o;
+	json_t *blocks;
+	size_t k;
+
+	o = signed_call(c, &r, &blocks);
+	if (o != OUT_OK)
+		return o;
+	if (!json_is_array(blocks)) {
+		json_decref(blocks);
+		return api_fail(c, OUT_BADREPLY, &r, "reply is not a JSON array");
+	}
+	for (k = 0; k < json_array_size(blocks); k++) {
+		const json_t *b = json_array_get(blocks, k);
+		const char *block = json_string_value(b), *svc = NULL;
+		const json_t *to;
+		char *enc, *path;
+		struct api_req g = { .method = "GET" };
+		json_t *ip;
+
+		if (!block || !valid_block(block))
+			continue;
+		enc = http_escape(block);
+		path = xasprintf("/ip/%s", enc);
+		g.path = path;
+		o = signed_call(c, &g, &ip);
+		free(enc);
+		free(path);
+		if (o != OUT_OK)
+			break;
+		to = json_object_get(ip, "routedTo");
+		if (json_is_object(to) && json_string_or_null(to, "serviceName", &svc) == 0 &&
+		    svc && !valid_dest(svc))
+			svc = "?";
+		print_block(out, block, svc);
+		json_decref(ip);
+	}
+	json_decref(blocks);
+	return o;
+}
+
+static int
+same_service(const char *a, const char *b)
+{
+	return a && b && strcasecmp(a, b) == 0;
+}
+
+const struct provider provider_ovh = {
+	.name = "ovh",
+	.default_url = "https://eu.api.ovh.com/1.0",
+	.batch = 0,
+	.check = check,
+	.valid_dest = valid_dest,
+	.same_dest = same_service,
+	.lookup = lookup,
+	.move = move,
+	.list = list,
+};

@@ -1,0 +1,715 @@
+#!/usr/bin/env bats
+# failoverip-set against tests/fakes/provider-api (Online, Hetzner, OVH fakes
+# that follow research/apis.md and record every request).
+bats_require_minimum_version 1.5.0
+
+setup() {
+	load common
+	pvekit_setup
+	TOKEN="tok3n-s3cr3t-$$-$RANDOM"
+	HUSER="#ws+pk$RANDOM"
+	PASSWORD="pa55-s3cr3t-$$-$RANDOM"
+	AK="ak-$$-$RANDOM"
+	AS="as-s3cr3t-$$-$RANDOM"
+	CK="ck-s3cr3t-$$-$RANDOM"
+	LOG=$T/requests.jsonl
+	STATE=$T/state.json
+	CONF=$T/failoverip.conf
+}
+
+teardown() { pvekit_teardown; }
+
+# fake PROVIDER [provider-api options]: starts the fake with this test's
+# credentials; sets PORT and URL (the api_url for it).
+fake() {
+	local provider=$1
+	shift
+	# credentials through the environment: never on a command line
+	start_bg env PROVIDER_API_TOKEN="$TOKEN" PROVIDER_API_USER="$HUSER" \
+		PROVIDER_API_PASSWORD="$PASSWORD" PROVIDER_API_APP_KEY="$AK" \
+		PROVIDER_API_APP_SECRET="$AS" PROVIDER_API_CONSUMER_KEY="$CK" \
+		provider-api --provider "$provider" --port-file "$T/port" --log "$LOG" \
+		--state "$STATE" "$@"
+	wait_until 10 test -s "$T/port"
+	PORT=$(cat "$T/port")
+	case $provider in
+	online) URL=http://127.0.0.1:$PORT/api/v1 ;;
+	hetzner) URL=http://127.0.0.1:$PORT ;;
+	ovh) URL=http://127.0.0.1:$PORT/1.0 ;;
+	esac
+}
+
+# conf PROVIDER [key=value...]: a 0600 config for the fake, quick retries.
+conf() {
+	local provider=$1
+	shift
+	(
+		umask 077
+		{
+			echo "provider=$provider"
+			echo "api_url=$URL"
+			case $provider in
+			online) echo "token=$TOKEN" ;;
+			hetzner) printf 'user=%s\npassword=%s\n' "$HUSER" "$PASSWORD" ;;
+			ovh) printf 'application_key=%s\napplication_secret=%s\nconsumer_key=%s\n' \
+				"$AK" "$AS" "$CK" ;;
+			esac
+			printf '%s\n' "$@"
+		} >"$CONF"
+	)
+}
+
+# Requests as "METHOD PATH STATUS" lines.
+requests() { jq -r '"\(.method) \(.path) \(.status)"' "$LOG"; }
+nreq() { jq -s length "$LOG"; }
+route_of() { jq -r --arg ip "$1" '.routes[$ip] // "-"' "$STATE"; }
+
+refute_secrets() {
+	local s
+	for s in "$TOKEN" "$PASSWORD" "$AS" "$CK"; do
+		if [[ $output == *"$s"* ]]; then
+			echo "secret leaked into the output: $output" >&2
+			return 1
+		fi
+	done
+}
+
+# ---- usage and configuration ---------------------------------------------
+
+@test "-h prints usage on stdout, -V the version" {
+	run -0 failoverip-set -h
+	assert_line --partial 'usage: failoverip-set'
+	run -0 failoverip-set -V
+	assert_output --regexp '^failoverip-set [0-9]'
+}
+
+@test "usage errors exit 64" {
+	URL=http://127.0.0.1:9/x conf hetzner destination=198.51.100.10
+	run -64 failoverip-set -c "$CONF"
+	assert_line --partial 'no IP given'
+	run -64 failoverip-set -c "$CONF" 203.0.113.300
+	assert_line --partial "not an IP address or IP/PREFIX: '203.0.113.300'"
+	run -64 failoverip-set -c "$CONF" --bogus 203.0.113.60
+	run -64 failoverip-set -c "$CONF" --to not-an-ip 203.0.113.60
+	assert_line --partial 'not a valid hetzner destination'
+	run -64 failoverip-set -c "$CONF" --list --to 198.51.100.10
+}
+
+@test "a config readable by others is refused with 78, before any request" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5
+	conf hetzner destination=198.51.100.10
+	chmod 0644 "$CONF"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF: mode 0644 is readable by group or others, want 0600"
+	[ "$(nreq)" -eq 0 ]
+	refute_secrets
+}
+
+@test "a config owned by another user is refused with 78" {
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10
+	chown nobody "$CONF"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial "$CONF: owned by uid"
+}
+
+@test "a missing config exits 78 naming the file" {
+	run -78 failoverip-set -c "$T/nope.conf" 203.0.113.60
+	assert_output "failoverip-set: $T/nope.conf: No such file or directory"
+}
+
+@test "an unknown key exits 78 with file:line" {
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 '# comment' '' 'tokn = x'
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:8: unknown key 'tokn'"
+}
+
+@test "bad values exit 78 with file:line and never quote a secret" {
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 timeout=soon
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:6: timeout: want seconds from 0.001 to 86400, not 'soon'"
+
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 "password=$PASSWORD"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:6: password: set twice"
+
+	URL="http://u:$PASSWORD@127.0.0.1:9" conf hetzner destination=198.51.100.10
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:2: api_url: must not carry credentials: set them with their own keys"
+	refute_secrets
+
+	URL=http://127.0.0.1:9 conf hetzner destination=ns1.example
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:5: destination: not a valid hetzner destination: 'ns1.example'"
+
+	URL=http://127.0.0.1:9 conf hetzner 'retries=many'
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial "$CONF:5: retries: want a number"
+
+	URL=http://127.0.0.1:9 conf hetzner 'route_dev=no/slash'
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial "$CONF:5: route_dev: not an interface name"
+
+	URL=http://127.0.0.1:9 conf hetzner 'this is not a key value line'
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:5: not a key=value line"
+}
+
+@test "missing provider, credentials or destination exit 78" {
+	(umask 077; echo 'destination=198.51.100.10' >"$CONF")
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial "provider is not set"
+
+	(umask 077; printf 'provider=gandi\n' >"$CONF")
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:1: provider: unknown provider 'gandi' (online, hetzner, ovh)"
+
+	(umask 077; printf 'provider=hetzner\nuser=x\n' >"$CONF")
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF: provider hetzner needs user and password"
+
+	(umask 077; printf 'provider=online\ntoken=%s\n' "$TOKEN" >"$CONF")
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF: no destination: set destination= or give --to"
+}
+
+@test "the shipped example config works once a provider block is uncommented" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5
+	(
+		umask 077
+		{
+			sed -n '/^## Hetzner/,/^$/p' "$TOP/share/examples/failoverip.conf" |
+				sed 's/^# \([a-z_]* = \)/\1/'
+			echo "api_url = $URL"
+		} >"$CONF"
+	)
+	grep -q '^provider = hetzner$' "$CONF"
+	grep -q '^password = change-me$' "$CONF"
+	run -1 failoverip-set -c "$CONF" 203.0.113.60
+	# the example's credentials are not the fake's: refused, exactly once
+	assert_output --partial '401'
+	[ "$(nreq)" -eq 1 ]
+}
+
+# ---- Hetzner Robot -------------------------------------------------------
+
+@test "hetzner: GET then POST with Basic auth and the form body when routed elsewhere" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --server 198.51.100.5 --server 198.51.100.10
+	conf hetzner destination=198.51.100.10
+	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	run -0 requests
+	assert_output "GET /failover/203.0.113.60 200
+POST /failover/203.0.113.60 200"
+	basic="Basic $(printf '%s:%s' "$HUSER" "$PASSWORD" | base64 -w0)"
+	[ "$(jq -s -r '[.[].headers.authorization] | unique | .[]' "$LOG")" = "$basic" ]
+	[ "$(jq -s -r '.[1].body' "$LOG")" = 'active_server_ip=198.51.100.10' ]
+	[ "$(jq -s -r '.[1].headers["content-type"]' "$LOG")" = 'application/x-www-form-urlencoded' ]
+	[[ "$(jq -s -r '.[0].headers["user-agent"]' "$LOG")" == pvekit/* ]]
+	[ "$(route_of 203.0.113.60)" = 198.51.100.10 ]
+}
+
+@test "hetzner: no POST when the IP is already routed here" {
+	fake hetzner --ip 203.0.113.60=198.51.100.10
+	conf hetzner destination=198.51.100.10
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 unchanged 198.51.100.10'
+	run -0 requests
+	assert_output 'GET /failover/203.0.113.60 200'
+}
+
+@test "hetzner: 409 FAILOVER_ALREADY_ROUTED counts as success" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault race:1:POST
+	conf hetzner destination=198.51.100.10
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 unchanged 198.51.100.10'
+	run -0 requests
+	assert_output "GET /failover/203.0.113.60 200
+POST /failover/203.0.113.60 409"
+}
+
+@test "hetzner: several IPs are switched one after the other, --to overrides destination" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 203.0.113.61=198.51.100.5 \
+		--ip 203.0.113.62=198.51.100.7
+	conf hetzner destination=198.51.100.5
+	run -0 failoverip-set -c "$CONF" --to 198.51.100.7 203.0.113.60 203.0.113.61 203.0.113.62
+	assert_output '203.0.113.60 198.51.100.7 routed 198.51.100.5
+203.0.113.61 198.51.100.7 routed 198.51.100.5
+203.0.113.62 198.51.100.7 unchanged 198.51.100.7'
+	run -0 requests
+	assert_output "GET /failover/203.0.113.60 200
+POST /failover/203.0.113.60 200
+GET /failover/203.0.113.61 200
+POST /failover/203.0.113.61 200
+GET /failover/203.0.113.62 200"
+}
+
+@test "hetzner: a slow switch within the timeout succeeds" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --switch-delay 1.5
+	conf hetzner destination=198.51.100.10 timeout=30
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	[ "$(nreq)" -eq 2 ]
+}
+
+@test "hetzner: a switch slower than the timeout exits 2" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --switch-delay 4
+	conf hetzner destination=198.51.100.10 timeout=1.5
+	run -2 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: POST /failover/203.0.113.60: no answer within the timeout (1.5 s)"
+	# the fake logs a request when it answers: after the switch delay
+	wait_until 15 grep -q '"POST"' "$LOG"
+	run -0 jq -s -r '[.[].method] | join(" ")' "$LOG"
+	assert_output 'GET POST'
+}
+
+@test "hetzner: 503 is retried with backoff, then the switch goes through" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault 503:2:GET
+	conf hetzner destination=198.51.100.10 retry_delay=0.05
+	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	[ "${#stderr_lines[@]}" -eq 2 ]
+	[[ ${stderr_lines[0]} == *"GET /failover/203.0.113.60: 503 Service Unavailable; retry 1 in"* ]]
+	run -0 requests
+	assert_output "GET /failover/203.0.113.60 503
+GET /failover/203.0.113.60 503
+GET /failover/203.0.113.60 200
+POST /failover/203.0.113.60 200"
+}
+
+@test "hetzner: 500 FAILOVER_FAILED on the POST is retried from the GET" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault 500:1:POST
+	conf hetzner destination=198.51.100.10 retry_delay=0.05
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	run -0 requests
+	assert_output "GET /failover/203.0.113.60 200
+POST /failover/203.0.113.60 500
+GET /failover/203.0.113.60 200
+POST /failover/203.0.113.60 200"
+}
+
+@test "hetzner: 429 waits for Retry-After before the next request" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault 429:1:GET --retry-after 1
+	conf hetzner destination=198.51.100.10 retry_delay=0.01
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	[ "$(nreq)" -eq 3 ]
+	# the second request came no sooner than Retry-After said
+	run -0 jq -s '.[1].time - .[0].time >= 0.95' "$LOG"
+	assert_output true
+}
+
+@test "hetzner: a Retry-After beyond the timeout gives up at once with 75" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault 429:1:GET --retry-after 3600
+	conf hetzner destination=198.51.100.10 timeout=5
+	run -75 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial 'giving up: the next try would end after the timeout (5 s)'
+	[ "$(nreq)" -eq 1 ]
+}
+
+@test "hetzner: 401 is never retried, and one run never adds up to a lockout" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 203.0.113.61=198.51.100.5 \
+		--ip 203.0.113.62=198.51.100.5
+	conf hetzner destination=198.51.100.10
+	sed -i "s/^password=.*/password=wrong-$PASSWORD/" "$CONF"
+	run -1 failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61 203.0.113.62
+	assert_line "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: 401 UNAUTHORIZED: Unauthorized"
+	assert_line 'failoverip-set: credentials refused: not trying the other 2 IPs'
+	refute_secrets
+	[ "$(nreq)" -eq 1 ]
+	[ "$(jq .failed_logins "$STATE")" -eq 1 ]
+	[ "$(jq .locked_out "$STATE")" = false ]
+	# the good credentials still work
+	conf hetzner destination=198.51.100.10
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+}
+
+@test "hetzner: 403 RATE_LIMIT_EXCEEDED waits for the interval, then switches" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 203.0.113.61=198.51.100.5 \
+		--rate-limit 1 --rate-interval 1
+	conf hetzner destination=198.51.100.10 retry_delay=0.01
+	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5
+203.0.113.61 198.51.100.10 routed 198.51.100.5'
+	[[ ${stderr_lines[0]} == *'403 RATE_LIMIT_EXCEEDED (wait 1 s); retry 1 in 1.0 s' ]]
+	run -0 requests
+	assert_output "GET /failover/203.0.113.60 200
+POST /failover/203.0.113.60 200
+GET /failover/203.0.113.61 200
+POST /failover/203.0.113.61 403
+GET /failover/203.0.113.61 200
+POST /failover/203.0.113.61 200"
+}
+
+@test "hetzner: a rate-limit interval beyond the timeout exits 75 without waiting" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --rate-limit 1 --rate-interval 3600 \
+		--ip 203.0.113.61=198.51.100.5
+	conf hetzner destination=198.51.100.10 timeout=10
+	run -75 failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61
+	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	assert_line --partial '403 RATE_LIMIT_EXCEEDED (wait 3600 s); giving up'
+	[ "$(nreq)" -eq 4 ]
+}
+
+@test "hetzner: FAILOVER_LOCKED is retried until the running switch is over" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --lock 203.0.113.60:2
+	conf hetzner destination=198.51.100.10 retry_delay=0.1 retries=20
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	assert_line --partial 'POST /failover/203.0.113.60: 409 FAILOVER_LOCKED (a switch is running); retry 1 in'
+	run -0 jq -s -r '[.[] | select(.status == 409)] | length' "$LOG"
+	[ "$output" -ge 1 ]
+	run -0 jq -s -r '.[-1] | "\(.method) \(.status)"' "$LOG"
+	assert_output 'POST 200'
+}
+
+@test "hetzner: still failing after the retries exits 75" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault 503:99
+	conf hetzner destination=198.51.100.10 retries=2 retry_delay=0.05
+	run -75 failoverip-set -c "$CONF" 203.0.113.60
+	assert_line "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: 503 Service Unavailable; giving up after 2 retries"
+	refute_secrets
+	[ "$(nreq)" -eq 3 ]
+}
+
+@test "hetzner: a dropped connection is retried" {
+	# on the first request of the run: a fresh connection, which libcurl
+	# itself never re-sends
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault reset:1:GET
+	conf hetzner destination=198.51.100.10 retry_delay=0.05
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	assert_line --regexp '^failoverip-set: 203.0.113.60: 127.0.0.1:[0-9]+: GET /failover/203.0.113.60: .*; retry 1 in [0-9.]+ s$'
+	run -0 jq -s -r '[.[].method] | join(" ")' "$LOG"
+	assert_output 'GET GET POST'
+}
+
+@test "hetzner: nobody listening is a network error, 75 after the retries" {
+	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	URL=http://127.0.0.1:$port conf hetzner destination=198.51.100.10 retries=1 retry_delay=0.05
+	run -75 failoverip-set -c "$CONF" 203.0.113.60
+	assert_line --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$port: GET /failover/203.0.113.60: .*; giving up after 1 retries$"
+	refute_secrets
+}
+
+@test "hetzner: broken JSON is one error line naming the peer, exit 65" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault badjson:1:GET
+	conf hetzner destination=198.51.100.10
+	run -65 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: invalid JSON reply \(200, [0-9]+ bytes\): .*$"
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$(nreq)" -eq 1 ]
+}
+
+@test "hetzner: an API that hangs past the timeout exits 2" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault hang:1:GET --hang 30
+	conf hetzner destination=198.51.100.10 timeout=1
+	run -2 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial 'GET /failover/203.0.113.60: no answer within the timeout (1 s)'
+	[ "$(route_of 203.0.113.60)" = 198.51.100.5 ]
+}
+
+@test "hetzner: -n reads the route and changes nothing" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 203.0.113.61=198.51.100.10
+	conf hetzner destination=198.51.100.10
+	run -0 failoverip-set -n -c "$CONF" 203.0.113.60 203.0.113.61
+	assert_output '203.0.113.60 198.51.100.10 would-route 198.51.100.5
+203.0.113.61 198.51.100.10 unchanged 198.51.100.10'
+	run -0 jq -s -r '[.[].method] | unique | join(" ")' "$LOG"
+	assert_output 'GET'
+	[ "$(route_of 203.0.113.60)" = 198.51.100.5 ]
+	[ "$(jq .switches "$STATE")" -eq 0 ]
+}
+
+@test "hetzner: --list prints IP CURRENT_DEST, - when unrouted" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 203.0.113.61=-
+	conf hetzner
+	run -0 failoverip-set -c "$CONF" --list
+	assert_output '203.0.113.60 198.51.100.5
+203.0.113.61 -'
+	run -0 requests
+	assert_output 'GET /failover 200'
+	run -0 failoverip-set -c "$CONF" --list 203.0.113.61
+	assert_output '203.0.113.61 -'
+}
+
+@test "hetzner: an IP not in the account exits 1, or is skipped with --skip-unknown" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5
+	conf hetzner destination=198.51.100.10
+	run -1 failoverip-set -c "$CONF" 192.0.2.99
+	assert_output "failoverip-set: 192.0.2.99: 127.0.0.1:$PORT: not a failover IP of this hetzner account"
+	run -0 failoverip-set -c "$CONF" --skip-unknown 192.0.2.99 203.0.113.60
+	assert_line "failoverip-set: 192.0.2.99: 127.0.0.1:$PORT: not a failover IP of this hetzner account, skipped"
+	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+}
+
+@test "hetzner: a destination that is not our server is refused once, exit 1" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --server 198.51.100.5
+	conf hetzner destination=198.51.100.10
+	run -1 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: POST /failover/203.0.113.60: 404 FAILOVER_NEW_SERVER_NOT_FOUND: The destination server was not found"
+	[ "$(nreq)" -eq 2 ]
+}
+
+@test "hetzner: the password is never on the command line while it runs" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --switch-delay 3
+	conf hetzner destination=198.51.100.10
+	start_bg failoverip-set -c "$CONF" 203.0.113.60
+	pid=$BG_PID
+	wait_until 10 jq -e '.switching | length == 1' "$STATE"
+	kill -0 "$pid"
+	run -0 ps -eww -o args
+	refute_secrets
+	run -0 cat "/proc/$pid/cmdline" "/proc/$pid/environ"
+	refute_secrets
+}
+
+# ---- Online.net ----------------------------------------------------------
+
+@test "online: GET the list, then POST source/destination with the Bearer token" {
+	fake online --ip 212.129.0.170=62.210.16.9 --server 62.210.16.9 --server 62.210.16.10
+	conf online destination=62.210.16.10
+	run -0 failoverip-set -c "$CONF" 212.129.0.170
+	assert_output '212.129.0.170 62.210.16.10 routed 62.210.16.9'
+	run -0 requests
+	assert_output 'GET /api/v1/server/failover 200
+POST /api/v1/server/failover/edit 200'
+	[ "$(jq -s -r '[.[].headers.authorization] | unique | .[]' "$LOG")" = "Bearer $TOKEN" ]
+	[ "$(jq -s -r '.[1].body' "$LOG")" = 'source=212.129.0.170&destination=62.210.16.10' ]
+	[ "$(jq -s -r '.[1].headers["content-type"]' "$LOG")" = 'application/x-www-form-urlencoded' ]
+	[ "$(route_of 212.129.0.170)" = 62.210.16.10 ]
+}
+
+@test "online: the IPs that need it move in one POST" {
+	fake online --ip 212.129.0.170=62.210.16.9 --ip 212.129.0.171=- \
+		--ip 212.129.0.172=62.210.16.10
+	conf online destination=62.210.16.10
+	run -0 failoverip-set -c "$CONF" 212.129.0.170 212.129.0.171 212.129.0.172
+	assert_output '212.129.0.170 62.210.16.10 routed 62.210.16.9
+212.129.0.171 62.210.16.10 routed -
+212.129.0.172 62.210.16.10 unchanged 62.210.16.10'
+	run -0 requests
+	assert_output 'GET /api/v1/server/failover 200
+POST /api/v1/server/failover/edit 200'
+	[ "$(jq -s -r '.[1].body' "$LOG")" = 'source=212.129.0.170,212.129.0.171&destination=62.210.16.10' ]
+}
+
+@test "online: no POST when everything is routed here already" {
+	fake online --ip 212.129.0.170=62.210.16.10 --ip 212.129.0.171=62.210.16.10
+	conf online destination=62.210.16.10
+	run -0 failoverip-set -c "$CONF" 212.129.0.170 212.129.0.171
+	assert_output '212.129.0.170 62.210.16.10 unchanged 62.210.16.10
+212.129.0.171 62.210.16.10 unchanged 62.210.16.10'
+	run -0 requests
+	assert_output 'GET /api/v1/server/failover 200'
+}
+
+@test "online: 409 Address already provisioned counts as success" {
+	fake online --ip 212.129.0.170=62.210.16.9 --fault race:1:POST
+	conf online destination=62.210.16.10
+	run -0 failoverip-set -c "$CONF" 212.129.0.170
+	assert_output '212.129.0.170 62.210.16.10 unchanged 62.210.16.10'
+	run -0 requests
+	assert_output 'GET /api/v1/server/failover 200
+POST /api/v1/server/failover/edit 409'
+}
+
+@test "online: a bad token is refused once, exit 1, and never shown" {
+	fake online --ip 212.129.0.170=62.210.16.9 --ip 212.129.0.171=62.210.16.9
+	conf online destination=62.210.16.10
+	sed -i "s/^token=.*/token=x$TOKEN/" "$CONF"
+	run -1 failoverip-set -c "$CONF" 212.129.0.170 212.129.0.171
+	assert_output "failoverip-set: 212.129.0.170,212.129.0.171: 127.0.0.1:$PORT: GET /server/failover: 401 invalid_token: The access token provided is invalid."
+	refute_secrets
+	[ "$(nreq)" -eq 1 ]
+}
+
+@test "online: a token the API echoes back is masked, also with -v" {
+	fake online --ip 212.129.0.170=62.210.16.9 --fault echoauth:1
+	conf online destination=62.210.16.10
+	run -1 failoverip-set -v -c "$CONF" 212.129.0.170
+	assert_line "failoverip-set: 212.129.0.170: 127.0.0.1:$PORT: GET /server/failover: 400 bad request from Bearer ***"
+	refute_secrets
+}
+
+@test "hetzner: an echoed Basic authorization is masked" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault echoauth:1
+	conf hetzner destination=198.51.100.10
+	run -1 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial '400 INVALID_INPUT: bad request from Basic ***'
+	refute_output --partial "$(printf '%s:%s' "$HUSER" "$PASSWORD" | base64 -w0)"
+	refute_secrets
+}
+
+@test "ovh: an echoed consumer key is masked" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --fault echoauth:1:GET:/ip/
+	conf ovh destination=ns3000002.ip-198-51-100.eu
+	run -1 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output --partial '400 INVALID_INPUT: bad request from ***'
+	refute_secrets
+}
+
+@test "online: 503 and 429 are retried, then the batch moves" {
+	fake online --ip 212.129.0.170=62.210.16.9 --fault 503:1:POST --fault 429:1:GET \
+		--retry-after 0
+	conf online destination=62.210.16.10 retry_delay=0.05
+	run -0 failoverip-set -c "$CONF" 212.129.0.170
+	assert_line '212.129.0.170 62.210.16.10 routed 62.210.16.9'
+	run -0 requests
+	assert_output 'GET /api/v1/server/failover 429
+GET /api/v1/server/failover 200
+POST /api/v1/server/failover/edit 503
+GET /api/v1/server/failover 200
+POST /api/v1/server/failover/edit 200'
+}
+
+@test "online: --list and an IP not in the account" {
+	fake online --ip 212.129.0.170=62.210.16.9 --ip 212.129.0.171=-
+	conf online destination=62.210.16.10
+	run -0 failoverip-set -c "$CONF" --list
+	assert_output '212.129.0.170 62.210.16.9
+212.129.0.171 -'
+	run -1 failoverip-set -c "$CONF" 192.0.2.1
+	assert_output --partial 'not a failover IP of this online account'
+	run -64 failoverip-set -c "$CONF" 212.129.0.0/24
+}
+
+@test "online: broken JSON in the list exits 65" {
+	fake online --ip 212.129.0.170=62.210.16.9 --fault badjson:1:GET
+	conf online destination=62.210.16.10
+	run -65 failoverip-set -c "$CONF" 212.129.0.170
+	assert_output --partial "127.0.0.1:$PORT: GET /server/failover: invalid JSON reply"
+	[ "${#lines[@]}" -eq 1 ]
+}
+
+# ---- OVHcloud ------------------------------------------------------------
+
+@test "ovh: the signature of apis.md's worked example" {
+	cat >"$T/sig.c" <<'EOF'
+#include <stdio.h>
+#include "sign.h"
+int main(void)
+{
+	char s[OVH_SIGNATURE_LEN + 1];
+	ovh_signature("EXAMPLE_AS", "EXAMPLE_CK", "POST",
+		      "https://eu.api.ovh.com/1.0/ip/192.0.2.10%2F32/move",
+		      "{\"to\":\"ns3000002.ip-198-51-100.eu\"}", 1700000000, s);
+	puts(s);
+	ovh_signature("EXAMPLE_AS", "EXAMPLE_CK", "GET",
+		      "https://eu.api.ovh.com/1.0/ip/192.0.2.10%2F32", "", 1700000000, s);
+	puts(s);
+	return 0;
+}
+EOF
+	cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I"$TOP/cmd/failoverip-set" \
+		-o "$T/sig" "$T/sig.c" "$TOP/cmd/failoverip-set/sign.c"
+	run -0 "$T/sig"
+	assert_output '$1$ed8c716f2bdd6b018869ca5df4b053c4b4b71d6a
+$1$adfd95259037a5d27b59a2d3db2656ba1c27ecbb'
+}
+
+@test "ovh: signed move accepted, the task polled until done" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --task-steps 2
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05
+	run -0 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000001.ip-198-51-100.eu'
+	run -0 requests
+	assert_output 'GET /1.0/auth/time 200
+GET /1.0/ip/192.0.2.10%2F32 200
+POST /1.0/ip/192.0.2.10%2F32/move 200
+GET /1.0/ip/192.0.2.10%2F32/task/123456 200
+GET /1.0/ip/192.0.2.10%2F32/task/123456 200
+GET /1.0/ip/192.0.2.10%2F32/task/123456 200
+GET /1.0/ip/192.0.2.10%2F32/task/123456 200
+GET /1.0/ip/192.0.2.10%2F32/task/123456 200'
+	[ "$(route_of 192.0.2.10/32)" = ns3000002.ip-198-51-100.eu ]
+	# the POST: exact body, the four headers, a signature over all of it
+	post=$(jq -s -c '.[2]' "$LOG")
+	[ "$(jq -r .body <<<"$post")" = '{"to":"ns3000002.ip-198-51-100.eu"}' ]
+	[ "$(jq -r '.headers["x-ovh-application"]' <<<"$post")" = "$AK" ]
+	[ "$(jq -r '.headers["x-ovh-consumer"]' <<<"$post")" = "$CK" ]
+	[ "$(jq -r '.headers["content-type"]' <<<"$post")" = application/json ]
+	ts=$(jq -r '.headers["x-ovh-timestamp"]' <<<"$post")
+	want='$1$'$(printf '%s' "$AS+$CK+POST+$URL/ip/192.0.2.10%2F32/move+{\"to\":\"ns3000002.ip-198-51-100.eu\"}+$ts" | sha1sum | cut -d' ' -f1)
+	[ "$(jq -r '.headers["x-ovh-signature"]' <<<"$post")" = "$want" ]
+	# /auth/time is not signed
+	[ "$(jq -s -r '.[0].headers["x-ovh-signature"] // "none"' "$LOG")" = none ]
+}
+
+@test "ovh: timestamps follow the server clock from /auth/time" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --clock-offset 7200
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05
+	run -0 failoverip-set -c "$CONF" 192.0.2.10
+	assert_line --partial 'routed'
+	ts=$(jq -s -r '.[1].headers["x-ovh-timestamp"]' "$LOG")
+	[ $((ts - $(date +%s))) -gt 7000 ]
+}
+
+@test "ovh: no move when routedTo is this service already" {
+	fake ovh --ip 192.0.2.10=ns3000002.ip-198-51-100.eu
+	conf ovh destination=NS3000002.ip-198-51-100.eu
+	run -0 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output '192.0.2.10 NS3000002.ip-198-51-100.eu unchanged NS3000002.ip-198-51-100.eu'
+	run -0 requests
+	assert_output 'GET /1.0/auth/time 200
+GET /1.0/ip/192.0.2.10%2F32 200'
+}
+
+@test "ovh: a wrong application secret is INVALID_SIGNATURE, not retried, never shown" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu
+	conf ovh destination=ns3000002.ip-198-51-100.eu
+	sed -i "s/^application_secret=.*/application_secret=x$AS/" "$CONF"
+	run -1 failoverip-set -c "$CONF" 192.0.2.10 192.0.2.11
+	assert_line "failoverip-set: 192.0.2.10: 127.0.0.1:$PORT: GET /ip/192.0.2.10%2F32: 400 INVALID_SIGNATURE: Invalid signature"
+	assert_line 'failoverip-set: credentials refused: not trying the other 1 IP'
+	refute_secrets
+	run -0 requests
+	assert_output 'GET /1.0/auth/time 200
+GET /1.0/ip/192.0.2.10%2F32 400'
+}
+
+@test "ovh: a wrong consumer key is 403, exit 1, one request after the time" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu
+	conf ovh destination=ns3000002.ip-198-51-100.eu
+	sed -i "s/^consumer_key=.*/consumer_key=x$CK/" "$CONF"
+	run -1 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output --partial '403 INVALID_CREDENTIAL: This credential is not valid'
+	refute_secrets
+	[ "$(nreq)" -eq 2 ]
+}
+
+@test "ovh: a task that ends in customerError exits 1" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --fault taskerror:1:POST
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05
+	run -1 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output --partial 'task 123456 ended customerError: The destination cannot receive this block'
+	[ "$(route_of 192.0.2.10/32)" = ns3000001.ip-198-51-100.eu ]
+}
+
+@test "ovh: a task still running at the timeout exits 2" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --task-steps 100000
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.1 timeout=1
+	run -2 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output --regexp 'task 123456 still (todo|doing) after 1 s$'
+}
+
+@test "ovh: a failed poll resumes the same task, no second move" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --fault 503:1:GET:/task/
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05 retry_delay=0.05
+	run -0 failoverip-set -c "$CONF" 192.0.2.10
+	assert_line --partial 'routed'
+	run -0 jq -s '[.[] | select(.method == "POST")] | length' "$LOG"
+	assert_output 1
+}
+
+@test "ovh: an unknown block is Client::NotFound, exit 1; --list shows blocks" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --ip 198.51.100.16/28=-
+	conf ovh destination=ns3000002.ip-198-51-100.eu
+	run -1 failoverip-set -c "$CONF" 192.0.2.99
+	assert_output "failoverip-set: 192.0.2.99: 127.0.0.1:$PORT: not a failover IP of this ovh account"
+	run -0 failoverip-set -c "$CONF" --list
+	assert_output '192.0.2.10 ns3000001.ip-198-51-100.eu
+198.51.100.16/28 -'
+	run -0 failoverip-set -c "$CONF" --list 198.51.100.16/28
+	assert_output '198.51.100.16/28 -'
+}
