@@ -127,6 +127,12 @@ static const char *
 reason_phrase(long status)
 {
 	switch (status) {
+	case 301:
+	case 302:
+	case 303:
+	case 307:
+	case 308:
+		return "redirect (not followed)";
 	case 400:
 		return "Bad Request";
 	case 401:

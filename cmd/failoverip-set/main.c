@@ -471,6 +471,30 @@ list(struct ctx *c, struct fip **ips, size_t n, const struct opts *o)
 	return outcome_exit(worst_of(ips, n));
 }
 
+/* Plain http is for tests against a local fake; anywhere else the
+ * credentials would cross the network in clear. */
+static void
+warn_plain_http(const struct config *cfg)
+{
+	char host[256];
+	const char *p = cfg->peer;
+	size_t n;
+
+	if (!cfg->allow_http)
+		return;
+	if (*p == '[') {
+		n = strcspn(++p, "]");
+	} else {
+		n = strcspn(p, ":");
+	}
+	snprintf(host, sizeof host, "%.*s", (int)n, p);
+	if (strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+	    strcmp(host, "::1") == 0)
+		return;
+	log_warn("%s: api_url is plain http: credentials would cross the network unencrypted",
+	         cfg->path);
+}
+
 static void
 register_secrets(const struct config *cfg)
 {
@@ -508,6 +532,7 @@ main(int argc, char **argv)
 	if (!o.list && !dest)
 		die(EXIT_CONFIG, "%s: no destination: set destination= or give --to", cfg.path);
 	ips = parse_ips(argv + optind, argc - optind, cfg.provider, &n);
+	warn_plain_http(&cfg);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (http_global_init() < 0)

@@ -464,6 +464,79 @@ POST /failover/203.0.113.61 200"
 	refute_secrets
 }
 
+# ---- TLS and transport ------------------------------------------------
+
+# cert NAME SAN: a self-signed certificate $T/NAME.pem with key $T/NAME.key
+cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+		-subj "/CN=$2" -addext "subjectAltName=$3" \
+		-keyout "$T/$1.key" -out "$T/$1.pem" 2>/dev/null
+}
+
+@test "https: the certificate is verified; ca_file makes a private CA work" {
+	cert api 127.0.0.1 IP:127.0.0.1
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --tls-cert "$T/api.pem" --tls-key "$T/api.key"
+	URL=https://127.0.0.1:$PORT
+	conf hetzner destination=198.51.100.10
+	run -69 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: TLS: .*certificate"
+	[ "$(nreq)" -eq 0 ]
+	refute_secrets
+
+	conf hetzner destination=198.51.100.10 "ca_file=$T/api.pem"
+	run -0 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+}
+
+@test "https: a certificate for another name is refused even from a trusted CA" {
+	cert other api.example DNS:api.example
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --tls-cert "$T/other.pem" \
+		--tls-key "$T/other.key"
+	URL=https://127.0.0.1:$PORT
+	conf hetzner destination=198.51.100.10 "ca_file=$T/other.pem"
+	run -69 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial ': TLS: '
+	[ "$(nreq)" -eq 0 ]
+}
+
+@test "https: ovh signs the https URL" {
+	cert api 127.0.0.1 IP:127.0.0.1
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --tls-cert "$T/api.pem" \
+		--tls-key "$T/api.key"
+	URL=https://127.0.0.1:$PORT/1.0
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05 "ca_file=$T/api.pem"
+	run -0 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000001.ip-198-51-100.eu'
+}
+
+@test "plain http to anything but loopback draws a warning" {
+	ns=$(netns_add http)
+	URL=http://192.0.2.1:9 conf hetzner destination=198.51.100.10 retries=0
+	# a namespace without routes: nothing leaves this machine
+	run -75 ip netns exec "$ns" failoverip-set -c "$CONF" 203.0.113.60
+	assert_line "failoverip-set: $CONF: api_url is plain http: credentials would cross the network unencrypted"
+	refute_secrets
+}
+
+@test "redirects are not followed" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault redirect:1:GET
+	conf hetzner destination=198.51.100.10
+	run -1 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: 302 redirect (not followed)"
+	[ "$(nreq)" -eq 1 ]
+}
+
+@test "an https api_url never falls back to plain http" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5
+	URL=https://127.0.0.1:$PORT
+	conf hetzner destination=198.51.100.10 retries=0
+	# a failed handshake may be a passing network problem: retried, here not
+	run -75 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --regexp 'GET /failover/203.0.113.60: .*SSL.*; giving up after 0 retries$'
+	[ "$(jq -s '[.[] | select(.method == "GET")] | length' "$LOG")" -eq 0 ]
+	[ "$(route_of 203.0.113.60)" = 198.51.100.5 ]
+}
+
 # ---- Online.net ----------------------------------------------------------
 
 @test "online: GET the list, then POST source/destination with the Bearer token" {
