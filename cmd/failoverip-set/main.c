@@ -100,7 +100,8 @@ parse_args(int argc, char **argv, struct opts *o)
 	}
 }
 
-/* "IP" or "IP/PREFIX", IPv4 or IPv6, kept in canonical form. */
+/* "IP" or "IP/PREFIX", IPv4 or IPv6, kept in canonical form; a full-length
+ * prefix (/32, /128) is the address alone. */
 static struct fip *
 parse_ip(const char *arg)
 {
@@ -125,6 +126,8 @@ parse_ip(const char *arg)
 	if (slash && parse_ulong(slash + 1, family == AF_INET ? 32 : 128, &prefix) < 0)
 		return NULL;
 	inet_ntop(family, bin, canon, sizeof canon);
+	if (slash && prefix == (family == AF_INET ? 32u : 128u))
+		slash = NULL;
 
 	ip = xcalloc(1, sizeof *ip);
 	ip->family = family;
@@ -158,8 +161,7 @@ parse_ips(char **args, int n, const struct provider *p, size_t *count)
 			log_err("not an IP address or IP/PREFIX: '%s'", args[i]);
 			usage();
 		}
-		if (p == &provider_online && ip->prefix >= 0 &&
-		    ip->prefix != (ip->family == AF_INET ? 32 : 128)) {
+		if (p == &provider_online && ip->prefix >= 0) {
 			log_err("online moves single addresses, not blocks: '%s'", args[i]);
 			usage();
 		}
@@ -453,18 +455,22 @@ list(struct ctx *c, struct fip **ips, size_t n, const struct opts *o)
 		buf_free(&out);
 		return outcome_exit(r);
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct lookup_job job = { ips + i, 1 };
+	for (size_t i = 0, per = p->batch ? n : 1; i < n; i += per) {
+		struct lookup_job job = { ips + i, n - i < per ? n - i : per };
+		char *label = batch_label(job.ips, job.n);
 
-		r = with_retries(c, ips[i]->text, try_lookup, &job);
-		if (r == OUT_OK && ips[i]->state == ST_PENDING) {
-			ips[i]->state = ST_UNCHANGED;
-			printf("%s %s\n", ips[i]->text, shown(p, ips[i]->current));
-			fflush(stdout);
+		r = with_retries(c, label, try_lookup, &job);
+		free(label);
+		for (size_t k = 0; r == OUT_OK && k < job.n; k++) {
+			if (job.ips[k]->state != ST_PENDING)
+				continue;
+			job.ips[k]->state = ST_UNCHANGED;
+			printf("%s %s\n", job.ips[k]->text, shown(p, job.ips[k]->current));
 		}
-		settle(c, job.ips, 1, r, o->skip_unknown);
+		fflush(stdout);
+		settle(c, job.ips, job.n, r, o->skip_unknown);
 		if (r == OUT_AUTH) {
-			stop_after_auth(ips + i + 1, n - i - 1);
+			stop_after_auth(ips + i + job.n, n - i - job.n);
 			break;
 		}
 	}

@@ -642,9 +642,22 @@ POST /api/v1/server/failover/edit 200'
 	run -0 failoverip-set -c "$CONF" --list
 	assert_output '212.129.0.170 62.210.16.9
 212.129.0.171 -'
+	: >"$LOG"
+	run -0 failoverip-set -c "$CONF" --list 212.129.0.171 212.129.0.170/32
+	assert_output '212.129.0.171 -
+212.129.0.170 62.210.16.9'
+	[ "$(nreq)" -eq 1 ]
 	run -1 failoverip-set -c "$CONF" 192.0.2.1
 	assert_output --partial 'not a failover IP of this online account'
 	run -64 failoverip-set -c "$CONF" 212.129.0.0/24
+}
+
+@test "online: the same IP twice, with and without /32, is sent once" {
+	fake online --ip 212.129.0.170=62.210.16.9
+	conf online destination=62.210.16.10
+	run -0 failoverip-set -c "$CONF" 212.129.0.170 212.129.0.170/32
+	assert_output '212.129.0.170 62.210.16.10 routed 62.210.16.9'
+	[ "$(jq -s -r '.[1].body' "$LOG")" = 'source=212.129.0.170&destination=62.210.16.10' ]
 }
 
 @test "online: broken JSON in the list exits 65" {
