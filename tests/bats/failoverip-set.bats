@@ -468,6 +468,7 @@ POST /failover/203.0.113.61 200"
 
 # cert NAME SAN: a self-signed certificate $T/NAME.pem with key $T/NAME.key
 cert() {
+	command -v openssl >/dev/null || skip "openssl(1) is not installed"
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
 		-subj "/CN=$2" -addext "subjectAltName=$3" \
 		-keyout "$T/$1.key" -out "$T/$1.pem" 2>/dev/null
