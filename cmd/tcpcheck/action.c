@@ -251,7 +251,7 @@ static const char *const env_names[] = { "PVEKIT_VMID", "PVEKIT_TYPE",    "PVEKI
 					 "PVEKIT_WAIT", "PVEKIT_HA_SID" };
 
 static int
-run_cmd(const struct action_req *r, char *const argv[], double left_secs)
+run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
 {
 	const char *args[64];
 	char *owned[ARRAY_LEN(env_names) + 2];
@@ -321,8 +321,8 @@ report(const char *what, int rc)
 static int
 restart_ha(const struct action_req *r, const char *wait, int64_t end)
 {
-	char *stop[] = { "ha-manager", "crm-command", "stop", (char *)r->ha_sid, (char *)wait, NULL };
-	char *start[] = { "ha-manager", "set", (char *)r->ha_sid, "--state", "started", NULL };
+	const char *stop[] = { "ha-manager", "crm-command", "stop", r->ha_sid, wait, NULL };
+	const char *start[] = { "ha-manager", "set", r->ha_sid, "--state", "started", NULL };
 	int rc, stopped;
 
 	/* HA shuts the guest down (hard stop after WAIT) and records the
@@ -348,12 +348,12 @@ restart_plain(const struct action_req *r, const char *wait, int64_t end)
 	const char *tool = r->type == GUEST_QEMU ? "qm" : "pct";
 
 	snprintf(vmid, sizeof vmid, "%u", r->vmid);
-	char *shutdown[] = { (char *)tool, "shutdown", vmid, "--timeout", (char *)wait, NULL };
-	char *stop[] = { (char *)tool, "stop", vmid, NULL };
-	char *start[] = { (char *)tool, "start", vmid, NULL };
+	const char *shutdown[] = { tool, "shutdown", vmid, "--timeout", wait, NULL };
+	const char *start[] = { tool, "start", vmid, NULL };
 
 	report("shutdown", run_cmd(r, shutdown, (end - mono_ms()) / 1000.0));
 	if (guest_running(r)) {
+		const char *stop[] = { tool, "stop", vmid, NULL };
 		report("stop", run_cmd(r, stop, (end - mono_ms()) / 1000.0));
 		wait_stopped(r, 5);
 	}
@@ -383,7 +383,7 @@ static _Noreturn void
 child_main(const struct action_req *r, int status_fd)
 {
 	int64_t end = mono_ms() + (int64_t)(r->timeout * 1000);
-	char st[64], why[300], wait[32];
+	char wait[32];
 	int rc;
 
 	if (!guest_running(r)) {
@@ -391,7 +391,7 @@ child_main(const struct action_req *r, int status_fd)
 		_exit(0);
 	}
 	if (r->type == GUEST_QEMU) {
-		char *qmp = xasprintf("%s/%u.qmp", r->run_dir, r->vmid);
+		char *qmp = xasprintf("%s/%u.qmp", r->run_dir, r->vmid), st[64], why[300];
 		if (qmp_status(qmp, st, sizeof st, why, sizeof why)) {
 			if (status_hands_off(st)) {
 				verdict(status_fd, "skip guest is %s", st);
@@ -405,7 +405,7 @@ child_main(const struct action_req *r, int status_fd)
 		fflush(stdout);
 	}
 	if (r->action) {
-		char *sh[] = { "/bin/sh", "-c", (char *)r->action, NULL };
+		const char *sh[] = { "/bin/sh", "-c", r->action, NULL };
 		rc = report("action", run_cmd(r, sh, r->timeout));
 		_exit(rc > 255 ? 255 : rc);
 	}
@@ -455,7 +455,7 @@ set_env(const struct action_req *r)
 pid_t
 action_spawn(const struct action_req *r, int *out, int *status)
 {
-	int o[2], s[2], devnull;
+	int o[2], s[2];
 	sigset_t all;
 	pid_t pid;
 
@@ -476,7 +476,7 @@ action_spawn(const struct action_req *r, int *out, int *status)
 				signal(sig, SIG_DFL);
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
-		devnull = open("/dev/null", O_RDONLY);
+		int devnull = open("/dev/null", O_RDONLY);
 		if (devnull >= 0)
 			dup2(devnull, STDIN_FILENO);
 		dup2(o[1], STDOUT_FILENO);

@@ -136,12 +136,20 @@ parse_ports(const char *key, const char *v, uint16_t *ports, unsigned *n, char *
 	return rc;
 }
 
+/* Fields are written through memcpy at their offset: one table serves every
+ * key without casting the struct to the field's type. */
+static void
+put(struct gconf *c, size_t off, const void *v, size_t len)
+{
+	memcpy((char *)c + off, v, len);
+}
+
 static int
 set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 {
 	const struct key *key = NULL;
-	char *base = (char *)c;
 	unsigned long ul;
+	unsigned u;
 	double d;
 	int b;
 
@@ -166,8 +174,9 @@ set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 		c->has_ip = 1;
 		return 0;
 	case K_PORTS:
-		return parse_ports(k, v, (uint16_t *)(base + key->off),
-				   key->off == F(portsall) ? &c->nall : &c->nany, err, errlen);
+		if (key->off == F(portsall))
+			return parse_ports(k, v, c->portsall, &c->nall, err, errlen);
+		return parse_ports(k, v, c->portsany, &c->nany, err, errlen);
 	case K_SECONDS:
 	case K_POSITIVE:
 		if (parse_seconds(v, &d) < 0 || (key->kind == K_POSITIVE && d < 0.01)) {
@@ -175,7 +184,7 @@ set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 				 key->kind == K_POSITIVE ? " (at least 0.01)" : "");
 			return -1;
 		}
-		*(double *)(base + key->off) = d;
+		put(c, key->off, &d, sizeof d);
 		if (key->off == F(fail_interval))
 			c->fail_interval_set = 1;
 		return 0;
@@ -184,19 +193,21 @@ set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: '%s' is not a boolean (1/0, true/false, yes/no, on/off)", k, v);
 			return -1;
 		}
-		*(int *)(base + key->off) = b;
+		put(c, key->off, &b, sizeof b);
 		return 0;
 	case K_COUNT:
 		if (parse_ulong(v, 1000, &ul) < 0) {
 			snprintf(err, errlen, "%s: '%s' is not a count from 0 to 1000", k, v);
 			return -1;
 		}
-		*(unsigned *)(base + key->off) = (unsigned)ul;
+		u = (unsigned)ul;
+		put(c, key->off, &u, sizeof u);
 		return 0;
 	case K_TEXT: {
-		char **slot = (char **)(base + key->off);
-		free(*slot);
-		*slot = xstrdup(v);
+		char *old, *copy = xstrdup(v);
+		memcpy(&old, (char *)c + key->off, sizeof old);
+		free(old);
+		put(c, key->off, &copy, sizeof copy);
 		return 0;
 	}
 	case K_CLOCK: {
@@ -368,10 +379,11 @@ ha_resources_load(const char *path, struct ha_res **out, size_t *n, char *err, s
 	}
 	/* Sections of other resource types are simply not guests. */
 	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char type[8], id[16], state[16];
-		uint32_t vmid;
+		char state[16];
 
 		if (line[0] != ' ' && line[0] != '\t') {
+			char type[8], id[16];
+			uint32_t vmid;
 			cur = NULL;
 			if (sscanf(line, "%7[a-z]: %15s", type, id) == 2 &&
 			    (strcmp(type, "vm") == 0 || strcmp(type, "ct") == 0) &&

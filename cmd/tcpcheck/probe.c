@@ -87,12 +87,24 @@ probe_state_name(enum probe_state s)
 	}
 }
 
+/* An answered check is closed with a reset, as load balancers close their
+ * health checks: thousands of checks leave no TIME_WAIT on either side,
+ * which on a busy checker would use up the ephemeral ports. */
+static void
+close_reset(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	close(fd);
+}
+
 /* Bookkeeping first, the callback last: it may start or cancel probes. */
 static void
 finish(struct prober *pr, struct probe *p, enum probe_state st, int err)
 {
 	if (p->fd >= 0) {
-		close(p->fd); /* also leaves the epoll set */
+		close_reset(p->fd); /* also leaves the epoll set */
 		p->fd = -1;
 		heap_remove(&pr->heap, p);
 		pr->inflight--;
@@ -119,7 +131,7 @@ connect_now(struct prober *pr, struct probe *p)
 	rc = connect(fd, (struct sockaddr *)&p->addr, p->addrlen);
 	if (rc == 0 || errno != EINPROGRESS) {
 		int e = rc == 0 ? 0 : errno;
-		close(fd);
+		close_reset(fd);
 		finish(pr, p, e ? PROBE_CLOSED : PROBE_OPEN, e);
 		return;
 	}

@@ -305,11 +305,10 @@ read_pve_name(struct guest *g)
 {
 	char *path = guest_conf_path(W.o->pve_dir, W.o->node, g->type, g->vmid);
 	struct guest_conf gc;
-	const char *name;
 
 	g->pve_name[0] = '\0';
 	if (guest_conf_load(path, g->type, &gc) == 0) {
-		name = guest_conf_get(&gc, g->type == GUEST_QEMU ? "name" : "hostname");
+		const char *name = guest_conf_get(&gc, g->type == GUEST_QEMU ? "name" : "hostname");
 		if (name)
 			snprintf(g->pve_name, sizeof g->pve_name, "%s", name);
 		guest_conf_free(&gc);
@@ -553,10 +552,10 @@ scan_config_dir(void)
 {
 	DIR *d = opendir(W.o->config_dir);
 	struct dirent *de;
-	char msg[300];
 	size_t pos;
 
 	if (!d) {
+		char msg[300];
 		snprintf(msg, sizeof msg, "%s: %s%s", W.o->config_dir, strerror(errno),
 			 errno == ENOENT ? ": no guest to watch" : "");
 		if (errno == ENOENT) {
@@ -732,7 +731,7 @@ static void try_act(struct guest *g, const char *why, int scheduled);
 static void
 maybe_scheduled_restart(struct guest *g)
 {
-	char why[128], d[32];
+	char why[128];
 
 	if (g->conf.restart_at >= 0) {
 		time_t now = time(NULL), slot;
@@ -765,6 +764,7 @@ maybe_scheduled_restart(struct guest *g)
 		    clock_gettime(CLOCK_BOOTTIME, &boot) == 0) {
 			double up = boot.tv_sec + boot.tv_nsec / 1e9 - (double)start / sysconf(_SC_CLK_TCK);
 			if (up >= g->conf.restart_after) {
+				char d[32];
 				fmt_duration(up, d, sizeof d);
 				snprintf(why, sizeof why, "uptime %s reached restart_after", d);
 				buf_free(&b);

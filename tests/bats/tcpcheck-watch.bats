@@ -510,3 +510,37 @@ qm start 101"
 	seen '^100 grace watching 192\.0\.2\.25$'
 	refute grep -q '\.conf[:;]' "$T/err"
 }
+
+@test "a hung action is terminated after action_timeout; other guests are checked meanwhile" {
+	ports --closed 1 --open 1
+	local tag="29.$RANDOM"
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" "action=sleep $tag" action_timeout=1.5 \
+		max_actions=1
+	guest 102 ip=127.0.0.1 "portsall=${OPEN[0]}" fail_threshold=30
+	start_watch
+	seen '^101 acting '
+	seen '^102 healthy up$'
+	# 102's port goes away while 101's action runs: seen at once.
+	kill "$PORTS_PID"
+	seen "^102 failing 127\.0\.0\.1:${OPEN[0]} closed$"
+	refute grep -q '^101 grace action' "$T/out"
+	seen '^101 grace action timed out$'
+	assert grep -q 'guest 101 (vm101): action still running after 1.5s: terminating it' "$T/err"
+	wait_until 5 bash -c "! pgrep -f 'slee[p] $tag'"
+}
+
+@test "SIGTERM waits for a running action; a second SIGTERM terminates it" {
+	ports --closed 1
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" "action=sleep 30"
+	start_watch
+	seen '^101 acting '
+	kill -TERM "$WATCH_PID"
+	wait_until 5 grep -q 'exiting once 1 running actions finish' "$T/err"
+	sleep 0.3
+	assert kill -0 "$WATCH_PID"
+	kill -TERM "$WATCH_PID"
+	local rc=0
+	wait "$WATCH_PID" || rc=$?
+	assert_equal "$rc" 0
+	assert grep -q 'terminated 1 running actions' "$T/err"
+}
