@@ -36,6 +36,8 @@ log_init(const char *prog)
 
 /* One write(2) per line, so lines of concurrent processes never interleave;
  * control characters (a newline in a file name) are shown as '?'. */
+static void vlog(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void
 vlog(int prio, const char *fmt, va_list ap)
 {
