@@ -1,0 +1,361 @@
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proc.h"
+#include "util.h"
+
+extern char **environ;
+
+/* How often the supervisor repeats SIGKILL while something is left. */
+#define KILL_ROUND_MS 50
+
+static ssize_t
+read_full(int fd, void *p, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, (char *)p + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += n;
+	}
+	return got;
+}
+
+/* In the command's child: set up and exec, or report errno on errfd. */
+static _Noreturn void
+exec_command(const struct proc_spec *s, int errfd)
+{
+	int want[3] = { s->fd_in, s->fd_out, s->fd_err }, fd[3] = { -1, -1, -1 }, e;
+	sigset_t none;
+
+	if (s->group == PROC_NEW_GROUP && setpgid(0, 0) < 0)
+		goto fail;
+	if (s->group == PROC_NEW_SESSION && setsid() < 0)
+		goto fail;
+	/* Move the sources out of the way first, so fd_err may name our fd 1. */
+	for (int i = 0; i < 3; i++) {
+		if (want[i] == PROC_DEVNULL)
+			fd[i] = open("/dev/null", (i ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+		else if (want[i] >= 0)
+			fd[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 3);
+		else
+			continue;
+		if (fd[i] < 0)
+			goto fail;
+	}
+	for (int i = 0; i < 3; i++)
+		if (fd[i] >= 0 && dup2(fd[i], i) < 0)
+			goto fail;
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execve(s->path, s->argv, s->envp ? s->envp : environ);
+fail:
+	e = errno;
+	while (write(errfd, &e, sizeof e) < 0 && errno == EINTR)
+		;
+	_exit(127);
+}
+
+/* The caller's own descriptors are close-on-exec; the supervisor never
+ * execs, so it drops them by hand and keeps only what it needs. */
+static void
+close_callers_fds(const int *keep, size_t nkeep)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *end;
+		long fd = strtol(de->d_name, &end, 10);
+		int flags, kept = 0;
+
+		if (*end || end == de->d_name || fd == dirfd(d))
+			continue;
+		for (size_t i = 0; i < nkeep; i++)
+			kept |= keep[i] == fd;
+		flags = fcntl((int)fd, F_GETFD);
+		if (!kept && flags >= 0 && (flags & FD_CLOEXEC))
+			close((int)fd);
+	}
+	closedir(d);
+}
+
+static pid_t
+parent_of(const char *pid)
+{
+	char path[64], buf[512], *p;
+	int fd, ppid;
+	ssize_t n;
+
+	snprintf(path, sizeof path, "/proc/%s/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read_full(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
+		return -1;
+	return ppid;
+}
+
+/* Sends sig to every process below us, found through /proc. */
+static void
+signal_descendants(int sig)
+{
+	struct pair {
+		pid_t pid, ppid;
+	} *all = NULL;
+	pid_t *found;
+	size_t n = 0, cap = 0, nfound = 1;
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		pid_t ppid;
+
+		if (*end || end == de->d_name || pid <= 0)
+			continue;
+		if ((ppid = parent_of(de->d_name)) < 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			all = xreallocarray(all, cap, sizeof *all);
+		}
+		all[n].pid = (pid_t)pid;
+		all[n++].ppid = ppid;
+	}
+	closedir(d);
+	found = xmalloc((n + 1) * sizeof *found);
+	found[0] = getpid();
+	for (size_t i = 0; i < nfound; i++)
+		for (size_t j = 0; j < n; j++)
+			if (all[j].ppid == found[i] && all[j].pid != found[0])
+				found[nfound++] = all[j].pid;
+	for (size_t i = 1; i < nfound; i++)
+		kill(found[i], sig);
+	free(found);
+	free(all);
+}
+
+static void
+signal_tree(pid_t cmd, enum proc_group group, int sig)
+{
+	if (group != PROC_SAME_GROUP)
+		kill(-cmd, sig);
+	signal_descendants(sig);
+	if (sig == SIGTERM) {
+		/* A stopped process acts on SIGTERM only once continued. */
+		if (group != PROC_SAME_GROUP)
+			kill(-cmd, SIGCONT);
+		signal_descendants(SIGCONT);
+	}
+}
+
+static _Noreturn void
+supervise(const struct proc_spec *s, int status_fd, pid_t caller)
+{
+	struct proc_status st = { 0 };
+	int64_t start = mono_ms(), deadline = -1, kill_at = -1, now;
+	int keep[4] = { status_fd, s->fd_in, s->fd_out, s->fd_err };
+	int main_done = 0, stopping = 0, ep[2];
+	sigset_t waitset;
+	pid_t cmd;
+
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != caller)
+		raise(SIGTERM); /* blocked: seen below as an abort */
+	signal(SIGCHLD, SIG_DFL);
+	close_callers_fds(keep, 4);
+	if (s->timeout_ms > 0)
+		deadline = start + s->timeout_ms;
+
+	if (pipe2(ep, O_CLOEXEC) < 0 || (cmd = fork()) < 0) {
+		st.exec_errno = errno;
+		st.wstatus = 127 << 8;
+		goto report;
+	}
+	if (cmd == 0) {
+		close(ep[0]);
+		exec_command(s, ep[1]);
+	}
+	close(ep[1]);
+	/* Returns once the command has exec'd (EOF) or failed (its errno);
+	 * either way its process group or session exists from here on. */
+	if (read_full(ep[0], &st.exec_errno, sizeof st.exec_errno) != sizeof st.exec_errno)
+		st.exec_errno = 0;
+	close(ep[0]);
+	for (int i = 1; i < 4; i++)
+		if (keep[i] >= 0)
+			close(keep[i]);
+
+	sigemptyset(&waitset);
+	sigaddset(&waitset, SIGCHLD);
+	sigaddset(&waitset, SIGTERM);
+	for (;;) {
+		struct timespec ts, *tp = NULL;
+		int64_t next = -1;
+		int ws, sig;
+		pid_t w;
+
+		while ((w = waitpid(-1, &ws, WNOHANG)) > 0)
+			if (w == cmd) {
+				st.wstatus = ws;
+				st.ms = mono_ms() - start;
+				main_done = 1;
+			}
+		if (main_done && (!stopping || (w < 0 && errno == ECHILD)))
+			break;
+		now = mono_ms();
+		if (!stopping && deadline >= 0 && now >= deadline) {
+			st.timed_out = stopping = 1;
+			signal_tree(cmd, s->group, SIGTERM);
+			kill_at = now + s->kill_after_ms;
+		}
+		if (stopping && now >= kill_at) {
+			st.killed = 1;
+			signal_tree(cmd, s->group, SIGKILL);
+			kill_at = now + KILL_ROUND_MS;
+		}
+		next = stopping ? kill_at : deadline;
+		if (next >= 0) {
+			int64_t wait = next > now ? next - now : 0;
+			ts.tv_sec = wait / 1000;
+			ts.tv_nsec = (wait % 1000) * 1000000;
+			tp = &ts;
+		}
+		sig = sigtimedwait(&waitset, NULL, tp);
+		if (sig == SIGTERM && !stopping) {
+			st.aborted = stopping = 1;
+			signal_tree(cmd, s->group, SIGTERM);
+			kill_at = mono_ms() + s->kill_after_ms;
+		}
+	}
+report:
+	while (write(status_fd, &st, sizeof st) < 0 && errno == EINTR)
+		;
+	_exit(0);
+}
+
+int
+proc_spawn(struct proc *p, const struct proc_spec *s)
+{
+	sigset_t all, old;
+	pid_t caller = getpid(), pid;
+	int fd[2], e;
+
+	if (pipe2(fd, O_CLOEXEC) < 0)
+		return -1;
+	/* The supervisor keeps every signal blocked and takes SIGCHLD and
+	 * SIGTERM with sigtimedwait(); nothing may slip in before that. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		close(fd[0]);
+		supervise(s, fd[1], caller);
+	}
+	e = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	close(fd[1]);
+	if (pid < 0) {
+		close(fd[0]);
+		errno = e;
+		return -1;
+	}
+	p->pid = pid;
+	p->fd = fd[0];
+	return 0;
+}
+
+void
+proc_abort(const struct proc *p)
+{
+	if (p->fd >= 0)
+		kill(p->pid, SIGTERM);
+}
+
+void
+proc_collect(struct proc *p, struct proc_status *st)
+{
+	ssize_t n;
+	int ws = 0;
+
+	memset(st, 0, sizeof *st);
+	n = read_full(p->fd, st, sizeof *st);
+	close(p->fd);
+	p->fd = -1;
+	while (waitpid(p->pid, &ws, 0) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof *st) {
+		memset(st, 0, sizeof *st);
+		st->wstatus = ws;
+		st->lost = 1;
+	}
+}
+
+int
+proc_run(const struct proc_spec *s, struct proc_status *st)
+{
+	struct proc p;
+
+	if (proc_spawn(&p, s) < 0)
+		return -1;
+	proc_collect(&p, st);
+	return 0;
+}
+
+int
+proc_exit_code(const struct proc_status *st)
+{
+	if (st->exec_errno)
+		return st->exec_errno == ENOENT ? 127 : 126;
+	if (WIFSIGNALED(st->wstatus))
+		return 128 + WTERMSIG(st->wstatus);
+	if (WIFEXITED(st->wstatus) && WEXITSTATUS(st->wstatus))
+		return WEXITSTATUS(st->wstatus);
+	return st->timed_out || st->aborted ? 128 + SIGTERM : 0;
+}
+
+const char *
+proc_describe(const struct proc_status *st, char *buf, size_t len)
+{
+	if (st->exec_errno)
+		snprintf(buf, len, "could not be executed: %s", strerror(st->exec_errno));
+	else if (WIFSIGNALED(st->wstatus))
+		snprintf(buf, len, "exited because of uncaught signal %d", WTERMSIG(st->wstatus));
+	else if (WIFEXITED(st->wstatus) && WEXITSTATUS(st->wstatus))
+		snprintf(buf, len, "exited with return code %d", WEXITSTATUS(st->wstatus));
+	else if (st->timed_out || st->aborted)
+		snprintf(buf, len, "exited with return code 0 after SIGTERM");
+	else
+		snprintf(buf, len, "exited with return code 0");
+	return buf;
+}
