@@ -64,7 +64,8 @@ lxc_running_scan(const char *lxc_dir, struct lxc_running **out, size_t *n)
 
 		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %llu %511s", &inode, path) != 2)
 			continue;
-		if (path[0] != '@' || strncmp(path + 1, lxc_dir, dlen) != 0 || path[1 + dlen] != '/')
+		if (path[0] != '@' || strncmp(path + 1, lxc_dir, dlen) != 0 ||
+		    path[1 + dlen] != '/')
 			continue;
 		id = path + 2 + dlen;
 		slash = strchr(id, '/');
@@ -234,10 +235,10 @@ out:
 static int
 status_hands_off(const char *st)
 {
-	static const char *const off[] = { "paused",    "suspended",     "inmigrate",
-					   "postmigrate", "prelaunch", "finish-migrate",
-					   "save-vm",   "restore-vm",    "debug",
-					   "colo" };
+	static const char *const off[] = { "paused",      "suspended",  "inmigrate",
+		                           "postmigrate", "prelaunch",  "finish-migrate",
+		                           "save-vm",     "restore-vm", "debug",
+		                           "colo" };
 	for (size_t i = 0; i < ARRAY_LEN(off); i++)
 		if (strcmp(st, off[i]) == 0)
 			return 1;
@@ -246,9 +247,9 @@ status_hands_off(const char *st)
 
 /* ---- running commands */
 
-static const char *const env_names[] = { "PVEKIT_VMID", "PVEKIT_TYPE",    "PVEKIT_NAME",
-					 "PVEKIT_NODE", "PVEKIT_IP",      "PVEKIT_REASON",
-					 "PVEKIT_WAIT", "PVEKIT_HA_SID" };
+static const char *const env_names[] = { "PVEKIT_VMID", "PVEKIT_TYPE",  "PVEKIT_NAME",
+	                                 "PVEKIT_NODE", "PVEKIT_IP",    "PVEKIT_REASON",
+	                                 "PVEKIT_WAIT", "PVEKIT_HA_SID" };
 
 static int
 run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
@@ -268,14 +269,15 @@ run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
 		args[na++] = "--collect";
 		args[na++] = "--pipe";
 		args[na++] = "--service-type=exec";
-		args[na++] = owned[no++] = xasprintf("--description=pvekit tcpcheck action for guest %u",
-						     r->vmid);
 		args[na++] = owned[no++] =
-			xasprintf("--property=RuntimeMaxSec=%ld", whole_secs(left_secs));
+		    xasprintf("--description=pvekit tcpcheck action for guest %u", r->vmid);
+		args[na++] = owned[no++] =
+		    xasprintf("--property=RuntimeMaxSec=%ld", whole_secs(left_secs));
 		for (size_t i = 0; i < ARRAY_LEN(env_names); i++) {
 			const char *v = getenv(env_names[i]);
 			if (v && strlen(v) < 4096)
-				args[na++] = owned[no++] = xasprintf("--setenv=%s=%s", env_names[i], v);
+				args[na++] = owned[no++] =
+				    xasprintf("--setenv=%s=%s", env_names[i], v);
 		}
 		args[na++] = "--";
 	}
@@ -335,9 +337,11 @@ restart_ha(const struct action_req *r, const char *wait, int64_t end)
 	wait_stopped(r, r->wait_interval + 60);
 	stopped = !guest_running(r);
 	if (!stopped)
-		printf("guest still running %.0f s after the HA stop request\n", r->wait_interval + 60);
+		printf("guest still running %.0f s after the HA stop request\n",
+		       r->wait_interval + 60);
 	fflush(stdout);
-	rc = report("ha-manager set --state started", run_cmd(r, start, (end - mono_ms()) / 1000.0));
+	rc =
+	    report("ha-manager set --state started", run_cmd(r, start, (end - mono_ms()) / 1000.0));
 	return rc ? rc : !stopped;
 }
 
@@ -365,8 +369,7 @@ restart_plain(const struct action_req *r, const char *wait, int64_t end)
 	return report("start", run_cmd(r, start, (end - mono_ms()) / 1000.0));
 }
 
-static void
-verdict(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void verdict(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void
 verdict(int fd, const char *fmt, ...)
 {
@@ -425,11 +428,13 @@ action_describe(const struct action_req *r, char *out, size_t outlen)
 	if (r->action)
 		snprintf(out, outlen, "action: %s", r->action);
 	else if (r->ha_sid)
-		snprintf(out, outlen, "ha-manager crm-command stop %s %ld, then set %s --state started",
-			 r->ha_sid, w, r->ha_sid);
+		snprintf(out, outlen,
+		         "ha-manager crm-command stop %s %ld, then set %s --state started",
+		         r->ha_sid, w, r->ha_sid);
 	else
-		snprintf(out, outlen, "%s shutdown %u --timeout %ld, %s stop if still running, %s start",
-			 tool, r->vmid, w, tool, tool);
+		snprintf(out, outlen,
+		         "%s shutdown %u --timeout %ld, %s stop if still running, %s start", tool,
+		         r->vmid, w, tool, tool);
 }
 
 static void

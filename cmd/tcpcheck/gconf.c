@@ -181,7 +181,7 @@ set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 	case K_POSITIVE:
 		if (parse_seconds(v, &d) < 0 || (key->kind == K_POSITIVE && d < 0.01)) {
 			snprintf(err, errlen, "%s: '%s' is not a number of seconds%s", k, v,
-				 key->kind == K_POSITIVE ? " (at least 0.01)" : "");
+			         key->kind == K_POSITIVE ? " (at least 0.01)" : "");
 			return -1;
 		}
 		put(c, key->off, &d, sizeof d);
@@ -190,7 +190,9 @@ set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 		return 0;
 	case K_BOOL:
 		if (parse_bool(v, &b) < 0) {
-			snprintf(err, errlen, "%s: '%s' is not a boolean (1/0, true/false, yes/no, on/off)", k, v);
+			snprintf(err, errlen,
+			         "%s: '%s' is not a boolean (1/0, true/false, yes/no, on/off)", k,
+			         v);
 			return -1;
 		}
 		put(c, key->off, &b, sizeof b);
@@ -396,7 +398,7 @@ ha_resources_load(const char *path, struct ha_res **out, size_t *n, char *err, s
 			}
 		} else if (cur && sscanf(line, " state %15s", state) == 1) {
 			snprintf(cur->state, sizeof cur->state, "%s",
-				 strcmp(state, "enabled") == 0 ? "started" : state);
+			         strcmp(state, "enabled") == 0 ? "started" : state);
 		}
 	}
 	buf_free(&b);

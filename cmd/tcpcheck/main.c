@@ -50,11 +50,12 @@ static const struct option options[] = {
 };
 
 static const char usage_text[] =
-	"usage: tcpcheck [-qv] [-t MS] [--all | --any] [--json] HOST PORT... | HOST:PORT... | [V6]:PORT...\n"
-	"       tcpcheck [-qv] [-t MS] [--all | --any] [--json] < LIST\n"
-	"       tcpcheck --watch [-nv] [--json] [-t MS] [--config-dir DIR] [--pve-dir DIR]\n"
-	"                [--node NAME] [--run-dir DIR] [--lxc-dir DIR] [--interval SECS]\n"
-	"                [--systemd-run]\n";
+    "usage: tcpcheck [-qv] [-t MS] [--all | --any] [--json] HOST PORT... | HOST:PORT... | "
+    "[V6]:PORT...\n"
+    "       tcpcheck [-qv] [-t MS] [--all | --any] [--json] < LIST\n"
+    "       tcpcheck --watch [-nv] [--json] [-t MS] [--config-dir DIR] [--pve-dir DIR]\n"
+    "                [--node NAME] [--run-dir DIR] [--lxc-dir DIR] [--interval SECS]\n"
+    "                [--systemd-run]\n";
 
 static void
 usage_error(const char *msg)
@@ -128,7 +129,8 @@ main(int argc, char **argv)
 			break;
 		case OPT_INTERVAL:
 			if (parse_seconds(optarg, &w.interval) < 0 || w.interval < 0.01)
-				usage_error("--interval: want seconds (fractions allowed), at least 0.01");
+				usage_error(
+				    "--interval: want seconds (fractions allowed), at least 0.01");
 			watch_only = 1;
 			break;
 		case 'n':
@@ -168,7 +170,7 @@ main(int argc, char **argv)
 	}
 	if (watch_only)
 		usage_error("--config-dir, --pve-dir, --node, --run-dir, --lxc-dir, --interval, "
-			    "--dry-run and --systemd-run need --watch");
+		            "--dry-run and --systemd-run need --watch");
 	if (argc == 0 && isatty(STDIN_FILENO))
 		usage_error("no endpoints (give HOST PORT... or a list on stdin)");
 	return oneshot_main(&o, argv, argc);

@@ -176,14 +176,14 @@ print_ready(struct run *r)
 		if (r->o->quiet)
 			continue;
 		if (r->o->json) {
-			json_t *j = json_pack("{s:s, s:i, s:s, s:i}", "host", e->host, "port",
-					      (int)e->port, "state", probe_state_name(e->result),
-					      "ms", (json_int_t)ms);
+			json_t *j =
+			    json_pack("{s:s, s:i, s:s, s:i}", "host", e->host, "port", (int)e->port,
+			              "state", probe_state_name(e->result), "ms", (json_int_t)ms);
 			if (e->addr[0])
 				json_object_set_new(j, "address", json_string(e->addr));
 			if (e->result == PROBE_CLOSED)
-				json_object_set_new(j, "error",
-						    json_string(e->why ? e->why : strerror(e->err)));
+				json_object_set_new(
+				    j, "error", json_string(e->why ? e->why : strerror(e->err)));
 			char *s = json_dumps(j, JSON_COMPACT);
 			printf("%s\n", s);
 			free(s);
@@ -257,8 +257,8 @@ resolve_all(struct run *r, struct resolved **out, size_t *nout)
 				hit = &res[j];
 		if (!hit) {
 			struct addrinfo hints = { .ai_family = AF_UNSPEC,
-						  .ai_socktype = SOCK_STREAM,
-						  .ai_flags = AI_NUMERICSERV };
+				                  .ai_socktype = SOCK_STREAM,
+				                  .ai_flags = AI_NUMERICSERV };
 			if (nres % 64 == 0)
 				res = xreallocarray(res, nres + 64, sizeof *res);
 			hit = &res[nres++];

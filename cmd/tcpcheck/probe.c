@@ -269,8 +269,8 @@ int
 parse_numeric_addr(const char *s, struct sockaddr_storage *sa, socklen_t *len)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC,
-				  .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+		                  .ai_socktype = SOCK_STREAM,
+		                  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
 	struct addrinfo *res;
 
 	if (!*s || getaddrinfo(s, "0", &hints, &res) != 0)
@@ -294,9 +294,9 @@ void
 sockaddr_host(const struct sockaddr_storage *sa, char *out, size_t outlen)
 {
 	if (getnameinfo((const struct sockaddr *)sa,
-			sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-						 : sizeof(struct sockaddr_in6),
-			out, outlen, NULL, 0, NI_NUMERICHOST) != 0)
+	                sa->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+	                                         : sizeof(struct sockaddr_in6),
+	                out, outlen, NULL, 0, NI_NUMERICHOST) != 0)
 		snprintf(out, outlen, "?");
 }
 

@@ -151,11 +151,11 @@ struct action_req {
 	const char *name, *node, *ip, *reason;
 	const char *run_dir;
 	const char *lxc_dir;
-	const char *action;  /* NULL: built-in */
-	const char *ha_sid;  /* "vm:101" when HA-managed, else NULL */
+	const char *action; /* NULL: built-in */
+	const char *ha_sid; /* "vm:101" when HA-managed, else NULL */
 	double wait_interval;
-	double timeout;      /* whole action, seconds */
-	int systemd_run;     /* run commands in transient units (outside our sandbox) */
+	double timeout;  /* whole action, seconds */
+	int systemd_run; /* run commands in transient units (outside our sandbox) */
 };
 
 /* Forks the action child in its own process group. *out gets the read end

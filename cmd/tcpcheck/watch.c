@@ -33,7 +33,7 @@
 enum gstate { GS_IDLE, GS_GRACE, GS_HEALTHY, GS_FAILING, GS_ACTING, GS_HELD, GS_GAVE_UP };
 
 static const char *const state_names[] = { "idle",   "grace", "healthy", "failing",
-					   "acting", "held",  "gave-up" };
+	                                   "acting", "held",  "gave-up" };
 
 enum { EV_PROBER = 1, EV_SIGNAL, EV_ACTION };
 
@@ -143,10 +143,10 @@ print_transition(const struct guest *g)
 	if (W.o->json) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:f}", "vmid", (json_int_t)g->vmid,
-				      "state", state_names[g->state], "reason", g->reason, "name",
-				      gname(g), "type", guest_type_name(g->type), "node", W.o->node,
-				      "time", ts.tv_sec + ts.tv_nsec / 1e9);
+		json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:f}", "vmid",
+		                      (json_int_t)g->vmid, "state", state_names[g->state], "reason",
+		                      g->reason, "name", gname(g), "type", guest_type_name(g->type),
+		                      "node", W.o->node, "time", ts.tv_sec + ts.tv_nsec / 1e9);
 		char *s = json_dumps(j, JSON_COMPACT);
 		printf("%s\n", s);
 		free(s);
@@ -159,9 +159,8 @@ print_transition(const struct guest *g)
 
 /* Prints a line when the state changes, or when the reason of an idle or
  * held guest changes (why it is not acting is the news there). */
-static void
-transition(struct guest *g, enum gstate st, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void transition(struct guest *g, enum gstate st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void
 transition(struct guest *g, enum gstate st, const char *fmt, ...)
 {
@@ -269,7 +268,8 @@ load_vmlist(int force)
 		return;
 	if (vmlist_load(W.o->pve_dir, &nl, &from_file, err, sizeof err) < 0) {
 		char msg[300];
-		snprintf(msg, sizeof msg, "%s: %s (keeping the last guest list)", W.o->pve_dir, err);
+		snprintf(msg, sizeof msg, "%s: %s (keeping the last guest list)", W.o->pve_dir,
+		         err);
 		log_once(W.vl_err, sizeof W.vl_err, msg);
 		return;
 	}
@@ -420,7 +420,7 @@ reload_conf(struct guest *g)
 		g->conf_ok = 1;
 		if (c.nall + c.nany == 0 && c.restart_at < 0 && c.restart_after <= 0)
 			log_warn("%s: no portsall or portsany: guest %u is always healthy", g->path,
-				 g->vmid);
+			         g->vmid);
 	}
 	gconf_free(&g->conf);
 	g->conf = c;
@@ -510,9 +510,10 @@ evaluate(struct guest *g, int64_t now)
 		snprintf(why, sizeof why, "no such guest in the cluster");
 	else if (!owned)
 		snprintf(why, sizeof why, "%s %s",
-			 g->state != GS_IDLE && strcmp(g->last_owner, W.o->node) == 0 ? "migrated to"
-										    : "on node",
-			 own->node);
+		         g->state != GS_IDLE && strcmp(g->last_owner, W.o->node) == 0
+		             ? "migrated to"
+		             : "on node",
+		         own->node);
 	else if (!inst)
 		snprintf(why, sizeof why, "not running");
 
@@ -520,14 +521,15 @@ evaluate(struct guest *g, int64_t now)
 		if (g->conf_ok && !g->conf.enabled && owned && inst &&
 		    now - g->last_disabled_log >= g->conf.disabled_log_interval * 1000) {
 			log_info("guest %u (%s) runs here but is not watched: enabled=0", g->vmid,
-				 gname(g));
+			         gname(g));
 			g->last_disabled_log = now;
 		}
 		go_idle(g, why);
 	} else if (g->state == GS_IDLE) {
 		if (g->scanned && g->last_owner[0] && strcmp(g->last_owner, W.o->node) != 0)
 			snprintf(why, sizeof why, "migrated from %s", g->last_owner);
-		else if (g->scanned && owned && strcmp(g->last_owner, W.o->node) == 0 && !g->instance)
+		else if (g->scanned && owned && strcmp(g->last_owner, W.o->node) == 0 &&
+		         !g->instance)
 			snprintf(why, sizeof why, "started");
 		else
 			snprintf(why, sizeof why, "watching %s", g->conf.ip[0] ? g->conf.ip : "-");
@@ -538,7 +540,7 @@ evaluate(struct guest *g, int64_t now)
 		g->fail_since = 0;
 		g->state = GS_IDLE; /* force the line even when already in grace */
 		transition(g, GS_GRACE, "restarted (%s %llu)",
-			   g->type == GUEST_QEMU ? "pid" : "socket", (unsigned long long)inst);
+		           g->type == GUEST_QEMU ? "pid" : "socket", (unsigned long long)inst);
 		if (g->heap_slot == HEAP_NONE && !g->checking)
 			schedule(g, now);
 	}
@@ -557,7 +559,7 @@ scan_config_dir(void)
 	if (!d) {
 		char msg[300];
 		snprintf(msg, sizeof msg, "%s: %s%s", W.o->config_dir, strerror(errno),
-			 errno == ENOENT ? ": no guest to watch" : "");
+		         errno == ENOENT ? ": no guest to watch" : "");
 		if (errno == ENOENT) {
 			if (strcmp(W.dir_err, msg) != 0)
 				log_info("%s", msg);
@@ -595,11 +597,11 @@ notify_status(void)
 	for (size_t i = 0; i < W.n; i++) {
 		watched += W.g[i]->state != GS_IDLE;
 		failing += W.g[i]->state == GS_FAILING || W.g[i]->state == GS_HELD ||
-			   W.g[i]->state == GS_GAVE_UP;
+		           W.g[i]->state == GS_GAVE_UP;
 	}
 	snprintf(status, sizeof status, "STATUS=watching %d of %zu guests, %d failing, %d acting%s",
-		 watched, W.n, failing, W.nacting,
-		 W.cluster_maint || W.node_maint ? ", maintenance" : "");
+	         watched, W.n, failing, W.nacting,
+	         W.cluster_maint || W.node_maint ? ", maintenance" : "");
 	if (strcmp(status, W.last_status) != 0) {
 		sd_notify_msg(status);
 		snprintf(W.last_status, sizeof W.last_status, "%s", status);
@@ -617,7 +619,8 @@ scan(int force)
 		log_info("cluster-wide maintenance %s (%s)", maint ? "on" : "off", W.maint_path);
 	W.cluster_maint = maint;
 
-	if (stamp_changed(W.mvmm_path, &W.st_mvmm) + stamp_changed(W.defaults_path, &W.st_defaults) ||
+	if (stamp_changed(W.mvmm_path, &W.st_mvmm) +
+	        stamp_changed(W.defaults_path, &W.st_defaults) ||
 	    force)
 		load_defaults();
 	load_vmlist(force);
@@ -692,7 +695,7 @@ start_check(struct guest *g, int64_t now)
 		memcpy(&p->addr, &g->conf.addr, sizeof p->addr);
 		p->addrlen = g->conf.addrlen;
 		sockaddr_set_port(&p->addr, i < g->conf.nall ? g->conf.portsall[i]
-							     : g->conf.portsany[i - g->conf.nall]);
+		                                             : g->conf.portsany[i - g->conf.nall]);
 		p->deadline_ms = deadline;
 		p->done = on_probe;
 		p->user = g;
@@ -719,10 +722,12 @@ describe_failure(const struct guest *g, char *out, size_t len)
 		int bad = i < g->conf.nall ? p->state != PROBE_OPEN : !any_open;
 		if (!bad)
 			continue;
-		unsigned port = i < g->conf.nall ? g->conf.portsall[i] : g->conf.portsany[i - g->conf.nall];
-		off += snprintf(out + off, len - off, "%s%s%s%s:%u %s", off ? ", " : "",
-				strchr(g->conf.ip, ':') ? "[" : "", g->conf.ip,
-				strchr(g->conf.ip, ':') ? "]" : "", port, probe_state_name(p->state));
+		unsigned port =
+		    i < g->conf.nall ? g->conf.portsall[i] : g->conf.portsany[i - g->conf.nall];
+		off +=
+		    snprintf(out + off, len - off, "%s%s%s%s:%u %s", off ? ", " : "",
+		             strchr(g->conf.ip, ':') ? "[" : "", g->conf.ip,
+		             strchr(g->conf.ip, ':') ? "]" : "", port, probe_state_name(p->state));
 	}
 }
 
@@ -745,7 +750,7 @@ maybe_scheduled_restart(struct guest *g)
 		if (slot > g->last_slot && now >= slot) {
 			g->last_slot = slot;
 			snprintf(why, sizeof why, "scheduled restart at %02d:%02d",
-				 g->conf.restart_at / 60, g->conf.restart_at % 60);
+			         g->conf.restart_at / 60, g->conf.restart_at % 60);
 			try_act(g, why, 1);
 			return;
 		}
@@ -759,10 +764,13 @@ maybe_scheduled_restart(struct guest *g)
 
 		snprintf(path, sizeof path, "/proc/%llu/stat", (unsigned long long)g->instance);
 		if (read_file(path, 4096, &b) == 0 && (p = strrchr(b.data, ')')) &&
-		    sscanf(p + 2, "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %llu",
-			   &start) == 1 &&
+		    sscanf(p + 2,
+		           "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+		           "%*s %*s %llu",
+		           &start) == 1 &&
 		    clock_gettime(CLOCK_BOOTTIME, &boot) == 0) {
-			double up = boot.tv_sec + boot.tv_nsec / 1e9 - (double)start / sysconf(_SC_CLK_TCK);
+			double up =
+			    boot.tv_sec + boot.tv_nsec / 1e9 - (double)start / sysconf(_SC_CLK_TCK);
 			if (up >= g->conf.restart_after) {
 				char d[32];
 				fmt_duration(up, d, sizeof d);
@@ -774,8 +782,8 @@ maybe_scheduled_restart(struct guest *g)
 		}
 		buf_free(&b);
 	} else if (g->conf.restart_after > 0 && !g->warned_lxc_uptime) {
-		log_warn("%s: restart_after is ignored for container %u (no uptime to read)", g->path,
-			 g->vmid);
+		log_warn("%s: restart_after is ignored for container %u (no uptime to read)",
+		         g->path, g->vmid);
 		g->warned_lxc_uptime = 1;
 	}
 }
@@ -802,7 +810,8 @@ check_done(struct guest *g)
 			break;
 		case GS_GAVE_UP:
 			transition(g, GS_HEALTHY, "recovered; actions re-armed");
-			log_info("guest %u (%s) is healthy again: actions re-armed", g->vmid, gname(g));
+			log_info("guest %u (%s) is healthy again: actions re-armed", g->vmid,
+			         gname(g));
 			break;
 		default:
 			break;
@@ -827,8 +836,8 @@ check_done(struct guest *g)
 				transition(g, GS_FAILING, "%s", fail);
 			} else if (now - g->last_log >= g->conf.log_interval * 1000) {
 				fmt_duration((now - g->fail_since) / 1000.0, d, sizeof d);
-				log_warn("guest %u (%s) still failing after %s: %s", g->vmid, gname(g),
-					 d, fail);
+				log_warn("guest %u (%s) still failing after %s: %s", g->vmid,
+				         gname(g), d, fail);
 				g->last_log = now;
 			}
 			if ((g->state == GS_FAILING || g->state == GS_HELD) &&
@@ -846,8 +855,8 @@ check_done(struct guest *g)
 
 /* ---- actions */
 
-static void
-held(struct guest *g, int scheduled, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void held(struct guest *g, int scheduled, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void
 held(struct guest *g, int scheduled, const char *fmt, ...)
 {
@@ -923,10 +932,10 @@ try_act(struct guest *g, const char *why, int scheduled)
 				char d[32];
 				fmt_duration(g->conf.action_window, d, sizeof d);
 				transition(g, GS_GAVE_UP, "%zu actions within %s (max_actions=%u)",
-					   g->nacts, d, g->conf.max_actions);
+				           g->nacts, d, g->conf.max_actions);
 				log_err("guest %u (%s): giving up after %zu actions within %s; no "
-					"more actions until it is healthy again",
-					g->vmid, gname(g), g->nacts, d);
+				        "more actions until it is healthy again",
+				        g->vmid, gname(g), g->nacts, d);
 			}
 			return;
 		}
@@ -969,7 +978,6 @@ try_act(struct guest *g, const char *why, int scheduled)
 	W.nacting++;
 	cancel_check(g);
 	unschedule(g);
-	g->state = GS_IDLE; /* "acting" always prints */
 	transition(g, GS_ACTING, "%s; %s", why, desc);
 	log_info("guest %u (%s): %s; running %s", g->vmid, gname(g), why, desc);
 	notify_status();
@@ -1019,13 +1027,13 @@ action_finished(struct guest *g, int status)
 		return;
 	}
 	if (strncmp(verdict, "skip ", 5) == 0) {
-		if (!g->ascheduled && g->nacts)
-			g->nacts--; /* it did nothing: not counted */
+		/* It decided not to act: not counted, and a scheduled restart
+		 * leaves a healthy guest healthy. */
 		if (g->ascheduled)
 			g->state = GS_HEALTHY;
+		else if (g->nacts)
+			g->nacts--;
 		held(g, g->ascheduled, "%s", verdict + 5);
-		if (g->ascheduled)
-			g->state = GS_HEALTHY;
 	} else {
 		char res[64];
 		if (g->atimed_out)
@@ -1068,7 +1076,7 @@ enforce_action_deadlines(int64_t now)
 			continue;
 		if (!g->aterm && now >= g->adeadline) {
 			log_err("guest %u (%s): action still running after %gs: terminating it",
-				g->vmid, gname(g), gconf_action_timeout(&g->conf));
+			        g->vmid, gname(g), gconf_action_timeout(&g->conf));
 			kill(-g->apid, SIGTERM);
 			g->aterm = g->atimed_out = 1;
 			g->akill_at = now + 5000;
@@ -1104,14 +1112,14 @@ status_table(void)
 	char d[32];
 
 	log_info("status: %zu guests with a config, %d acting; maintenance: cluster-wide %s, "
-		 "node-local %s",
-		 W.n, W.nacting, W.cluster_maint ? "on" : "off", W.node_maint ? "on" : "off");
+	         "node-local %s",
+	         W.n, W.nacting, W.cluster_maint ? "on" : "off", W.node_maint ? "on" : "off");
 	for (size_t i = 0; i < W.n; i++) {
 		const struct guest *g = W.g[i];
 		fmt_duration((now - g->since) / 1000.0, d, sizeof d);
 		log_info("status: %u %s %s; since %s; %zu/%u actions in window; name %s", g->vmid,
-			 state_names[g->state], g->reason[0] ? g->reason : "-", d, g->nacts,
-			 g->conf.max_actions, gname(g));
+		         state_names[g->state], g->reason[0] ? g->reason : "-", d, g->nacts,
+		         g->conf.max_actions, gname(g));
 	}
 }
 
@@ -1149,7 +1157,7 @@ begin_quit(void)
 	}
 	if (W.nacting)
 		log_info("exiting once %d running actions finish (signal again to terminate them)",
-			 W.nacting);
+		         W.nacting);
 }
 
 static void
@@ -1171,7 +1179,8 @@ handle_signals(void)
 			break;
 		case SIGUSR2:
 			W.node_maint = !W.node_maint;
-			log_info("node-local maintenance %s (SIGUSR2)", W.node_maint ? "on" : "off");
+			log_info("node-local maintenance %s (SIGUSR2)",
+			         W.node_maint ? "on" : "off");
 			notify_status();
 			break;
 		case SIGTERM:
@@ -1271,7 +1280,7 @@ watch_main(const struct watch_opts *o)
 		return EXIT_OSERR;
 	}
 	log_info("watching the guests of node %s (configs in %s)%s", o->node, o->config_dir,
-		 o->dry_run ? ", dry run: no actions" : "");
+	         o->dry_run ? ", dry run: no actions" : "");
 	scan(1);
 	W.next_scan = mono_ms() + (int64_t)(o->interval * 1000);
 	sd_notify_msg("READY=1");
@@ -1300,7 +1309,9 @@ watch_main(const struct watch_opts *o)
 			wake = next_action_deadline();
 		wake -= mono_ms();
 		n = epoll_wait(W.epfd, ev, (int)ARRAY_LEN(ev),
-			       wake < 0 ? 0 : wake > 60000 ? 60000 : (int)wake);
+		               wake < 0       ? 0
+		               : wake > 60000 ? 60000
+		                              : (int)wake);
 		for (int i = 0; i < n; i++) {
 			struct evsrc *src = ev[i].data.ptr;
 			if (src->kind == EV_SIGNAL)

@@ -290,10 +290,13 @@ ha-manager set vm:101 --state started"
 	mv "$CONF/101.conf.tmp" "$CONF/101.conf"
 	seen "^101 failing 127\.0\.0\.1:${CLOSED[0]} closed$"
 	# Same size, same inode, same mtime: invisible to the stat check...
+	# (stopped meanwhile, so no scan falls between the write and the touch)
 	local ts
 	ts=$(stat -c %y "$CONF/101.conf")
+	kill -STOP "$WATCH_PID"
 	printf 'ip=127.0.0.1\nportsall=%s\nfail_threshold=30\n' "${OPEN[0]}" >"$CONF/101.conf"
 	touch -d "$ts" "$CONF/101.conf"
+	kill -CONT "$WATCH_PID"
 	sleep 0.4
 	refute grep -q '^101 healthy recovered' "$T/out"
 	# ...until SIGHUP.
