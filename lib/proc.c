@@ -36,40 +36,62 @@ read_full(int fd, void *p, size_t len)
 	return got;
 }
 
-/* In the command's child: set up and exec, or report errno on errfd. */
-static _Noreturn void
-exec_command(const struct proc_spec *s, int errfd)
+/* Starts the command; 0, or the errno of a failed start. vfork(): the
+ * supervisor waits until the child has exec'd (or failed, which it leaves
+ * in *err), and a large caller's page tables are not copied twice. The
+ * supervisor has every signal blocked and no handlers, so nothing runs in
+ * the shared memory but this. */
+static int
+spawn_command(const struct proc_spec *s, pid_t *pid)
 {
-	int want[3] = { s->fd_in, s->fd_out, s->fd_err }, fd[3] = { -1, -1, -1 }, e;
+	int want[3] = { s->fd_in, s->fd_out, s->fd_err }, fd[3] = { -1, -1, -1 };
+	volatile int err = 0;
 	sigset_t none;
 
-	if (s->group == PROC_NEW_GROUP && setpgid(0, 0) < 0)
-		goto fail;
-	if (s->group == PROC_NEW_SESSION && setsid() < 0)
-		goto fail;
-	/* Move the sources out of the way first, so fd_err may name our fd 1. */
+	/* Copies above the standard fds first, so fd_err may name our fd 1. */
 	for (int i = 0; i < 3; i++) {
 		if (want[i] == PROC_DEVNULL)
 			fd[i] = open("/dev/null", (i ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
 		else if (want[i] >= 0)
 			fd[i] = fcntl(want[i], F_DUPFD_CLOEXEC, 3);
-		else
-			continue;
-		if (fd[i] < 0)
-			goto fail;
+		if (want[i] != PROC_INHERIT && fd[i] < 0)
+			err = errno;
 	}
-	for (int i = 0; i < 3; i++)
-		if (fd[i] >= 0 && dup2(fd[i], i) < 0)
-			goto fail;
-	signal(SIGPIPE, SIG_DFL);
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	execve(s->path, s->argv, s->envp ? s->envp : environ);
-fail:
-	e = errno;
-	while (write(errfd, &e, sizeof e) < 0 && errno == EINTR)
-		;
-	_exit(127);
+	if (!err && (*pid = vfork()) == 0) {
+		if ((s->group == PROC_NEW_GROUP && setpgid(0, 0) < 0) ||
+		    (s->group == PROC_NEW_SESSION && setsid() < 0))
+			goto fail;
+		for (int i = 0; i < 3; i++)
+			if (fd[i] >= 0 && dup2(fd[i], i) < 0)
+				goto fail;
+		signal(SIGPIPE, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execve(s->path, s->argv, s->envp ? s->envp : environ);
+	fail:
+		err = errno;
+		_exit(127);
+	}
+	if (!err && *pid < 0)
+		err = errno;
+	for (int i = 0; i < 3; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	return err;
+}
+
+/* The caller's handlers must not run in the supervisor (or in the command's
+ * child before exec); it takes its signals with sigtimedwait(). */
+static void
+drop_handlers(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+		    sa.sa_handler != SIG_IGN)
+			signal(sig, SIG_DFL);
+	}
 }
 
 /* The caller's own descriptors are close-on-exec; the supervisor never
@@ -184,34 +206,26 @@ supervise(const struct proc_spec *s, int status_fd, pid_t caller)
 	struct proc_status st = { 0 };
 	int64_t start = mono_ms(), deadline = -1, kill_at = -1, now;
 	int keep[4] = { status_fd, s->fd_in, s->fd_out, s->fd_err };
-	int main_done = 0, stopping = 0, ep[2];
+	int main_done = 0, stopping = 0;
 	sigset_t waitset;
-	pid_t cmd;
+	pid_t cmd = -1;
 
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != caller)
 		raise(SIGTERM); /* blocked: seen below as an abort */
+	drop_handlers();
 	signal(SIGCHLD, SIG_DFL);
 	close_callers_fds(keep, 4);
 	if (s->timeout_ms > 0)
 		deadline = start + s->timeout_ms;
 
-	if (pipe2(ep, O_CLOEXEC) < 0 || (cmd = fork()) < 0) {
-		st.exec_errno = errno;
-		st.wstatus = 127 << 8;
+	/* Once it returns, the command's process group or session exists. */
+	st.exec_errno = spawn_command(s, &cmd);
+	if (st.exec_errno && cmd <= 0) {
+		st.wstatus = 127 << 8; /* could not even fork */
 		goto report;
 	}
-	if (cmd == 0) {
-		close(ep[0]);
-		exec_command(s, ep[1]);
-	}
-	close(ep[1]);
-	/* Returns once the command has exec'd (EOF) or failed (its errno);
-	 * either way its process group or session exists from here on. */
-	if (read_full(ep[0], &st.exec_errno, sizeof st.exec_errno) != sizeof st.exec_errno)
-		st.exec_errno = 0;
-	close(ep[0]);
 	for (int i = 1; i < 4; i++)
 		if (keep[i] >= 0)
 			close(keep[i]);
