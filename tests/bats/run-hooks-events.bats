@@ -409,3 +409,18 @@ barrier_hook() {
 	run -71 --separate-stderr run-hooks --events "$H" --state-dir "$T/file" </dev/null
 	[[ $stderr == "run-hooks: $T/file/run-hooks: Not a directory" ]]
 }
+
+@test "a burst of 1,000 events: each runs exactly once, in order per guest" {
+	hook "$H/up.d/10-rec" "echo \"\$PVEKIT_VMID \$PVEKIT_EVENT \$1\" >>$T/log.\$PVEKIT_VMID"
+	cp "$H/up.d/10-rec" "$H/down.d/10-rec"
+	awk 'BEGIN { for (i = 0; i < 1000; i++) {
+		v = 1000 + i % 50; n = int(i / 50)
+		printf "%s %d qemu %s /c/%d\n", (n % 2 ? "migrate-out" : "migrate-in"), v, "pve2", n } }' >"$T/in"
+	run -0 events --jobs 8 <"$T/in"
+	[ "$(cat "$T"/log.* | wc -l)" = 1000 ]
+	for v in 1000 1025 1049; do
+		expected=$(awk -v v="$v" '$2 == v { print $2, $1, $5 }' "$T/in")
+		[ "$(cat "$T/log.$v")" = "$expected" ]
+	done
+	[ ! -s "$S/run-hooks/journal" ]
+}
