@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -344,6 +345,7 @@ collect_hooks(struct job *j)
 }
 
 static void finish_event(struct job *j);
+static void stop(void);
 
 /* Starts the job's next hook; finishes the event when none is left. When
  * stopping, an event with hooks left stays unfinished, in the journal. */
@@ -439,7 +441,13 @@ hook_ended(struct job *j, const struct proc_status *st)
 
 	j->running = 0;
 	proc_describe(st, what, sizeof what);
-	if (st->aborted && stopping) {
+	/* Under systemd a stop sends SIGTERM to every process at once: the hook
+	 * or its supervisor may see it before we do. Judge the result only
+	 * once a pending stop signal has had its say. */
+	take_stop_signals();
+	if (stop_signal && !stopping)
+		stop();
+	if (stopping && (st->aborted || WIFSIGNALED(st->wstatus))) {
 		/* Not finished: the event stays in the journal. */
 		log_warn("%s: stopped, %s; the event runs again on the next start", j->hook_label,
 		         what);

@@ -263,7 +263,7 @@ take_stop_signals(void)
 static int
 run_hook(const char *path, const struct opts *o)
 {
-	char **argv = xcalloc(o->nargs + 2, sizeof *argv), what[160];
+	char **argv = xcalloc(o->nargs + 2, sizeof *argv);
 	struct hookspec h = { .path = path,
 		              .argv = argv,
 		              .mode = o->report ? OUT_REPORT : OUT_INHERIT };
@@ -304,8 +304,10 @@ run_hook(const char *path, const struct opts *o)
 	if (st.timed_out)
 		log_err("%s timed out after %g s%s", path, o->timeout_ms / 1000.0,
 		        st.killed ? "; still running after SIGTERM, killed" : "");
-	if (code)
+	if (code) {
+		char what[160];
 		log_err("%s %s", path, proc_describe(&st, what, sizeof what));
+	}
 	return code;
 }
 
@@ -355,6 +357,7 @@ run_dir(const char *dir, const struct opts *o)
 					break;
 				}
 				code = run_hook(path, o);
+				take_stop_signals();
 				stop = (code && o->exit_on_error) || stop_signal;
 			}
 			break;

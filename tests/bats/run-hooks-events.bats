@@ -10,7 +10,10 @@ setup() {
 	S=$T/state
 	mkdir -p "$H/up.d" "$H/down.d"
 }
-teardown() { pvekit_teardown; }
+teardown() {
+	umount "$T/full" 2>/dev/null || true
+	pvekit_teardown
+}
 
 # hook DIR/NAME BODY...: an executable sh script.
 hook() {
@@ -114,7 +117,8 @@ dump_hook() {
 	run -0 --separate-stderr events <<<'create 100 qemu - /c'
 	n=$(printf '%s\n' "$stderr" | grep -c '^run-hooks: VM 100 create: up.d/10-long: x*$')
 	[ "$n" = 3 ]
-	[ "$(printf '%s\n' "$stderr" | grep -o 'x' | wc -l)" = 4000 ]
+	[ "$(printf '%s\n' "$stderr" | sed -n 's/^run-hooks: VM 100 create: up.d\/10-long: //p' |
+		grep -o 'x' | wc -l)" = 4000 ]
 	[[ $stderr == *"up.d/10-long: a?b"* ]]
 }
 
@@ -423,4 +427,60 @@ barrier_hook() {
 		[ "$(cat "$T/log.$v")" = "$expected" ]
 	done
 	[ ! -s "$S/run-hooks/journal" ]
+}
+
+@test "a journal that cannot be written: one error, hooks still run, and it recovers" {
+	mkdir "$T/full"
+	mount -t tmpfs -o size=8k tmpfs "$T/full" 2>/dev/null || skip "cannot mount a tmpfs here"
+	mkdir "$T/full/run-hooks"
+	dd if=/dev/zero of="$T/full/filler" bs=1k count=64 2>/dev/null || true
+	hook "$H/up.d/10-rec" "echo \$PVEKIT_VMID >>$T/ran"
+	S=$T/full
+	events_bg --jobs 1 2>"$T/err"
+	printf 'create 100 qemu - /c\ncreate 101 qemu - /c\n' >&7
+	wait_until 10 grep -q 101 "$T/ran"
+	rm "$T/full/filler"
+	echo 'create 102 qemu - /c' >&7
+	wait_until 10 grep -q 102 "$T/ran"
+	exec 7>&-
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" = 0 ]
+	[ "$(cat "$T/ran")" = "$(printf '100\n101\n102')" ]
+	run grep -c "^run-hooks: $S/run-hooks/journal: No space left on device; events read from now on are not kept across a crash$" "$T/err"
+	assert_output 1
+	grep -qx "run-hooks: $S/run-hooks/journal: writable again" "$T/err"
+}
+
+@test "a stop as systemd does it, SIGTERM to every process at once, keeps the running events" {
+	u=$$$RANDOM
+	hook "$H/up.d/10-rec" "echo \"\$PVEKIT_VMID start\" >>$T/log" \
+		"[ -e $T/block ] && exec sleep 1014.$u" "echo \"\$PVEKIT_VMID end\" >>$T/log"
+	mkfifo "$T/in"
+	for round in 1 2 3; do
+		touch "$T/block"
+		: >"$T/log"
+		exec 7<>"$T/in"
+		# its own process group, as a unit's cgroup
+		start_bg exec_with_stdin "$T/in" setsid run-hooks --events "$H" --state-dir "$S" --jobs 2
+		pid=$BG_PID
+		printf 'create 100 qemu - /c\ncreate 101 qemu - /d\n' >&7
+		wait_until 10 grep -q '^100 start' "$T/log"
+		wait_until 10 grep -q '^101 start' "$T/log"
+		kill -TERM -- -"$pid"
+		rc=0
+		wait "$pid" || rc=$?
+		exec 7>&-
+		[ "$rc" = 0 ]
+		run ! pgrep -f "sleep 1014[.]$u"
+		# both events are still open in the journal
+		run grep -c '^E ' "$S/run-hooks/journal"
+		assert_output 2
+		run grep -c '^D ' "$S/run-hooks/journal"
+		assert_output 0
+		rm "$T/block"
+		run -0 events </dev/null
+		[ "$(grep -c end "$T/log")" = 2 ]
+		[ ! -s "$S/run-hooks/journal" ]
+	done
 }
