@@ -176,9 +176,13 @@ print_ready(struct run *r)
 		if (r->o->quiet)
 			continue;
 		if (r->o->json) {
-			json_t *j =
-			    json_pack("{s:s, s:i, s:s, s:i}", "host", e->host, "port", (int)e->port,
-			              "state", probe_state_name(e->result), "ms", (json_int_t)ms);
+			json_t *j = json_object();
+			/* json_string refuses bytes that are not UTF-8 */
+			json_t *host = json_string(e->host);
+			json_object_set_new(j, "host", host ? host : json_string("?"));
+			json_object_set_new(j, "port", json_integer(e->port));
+			json_object_set_new(j, "state", json_string(probe_state_name(e->result)));
+			json_object_set_new(j, "ms", json_integer(ms));
 			if (e->addr[0])
 				json_object_set_new(j, "address", json_string(e->addr));
 			if (e->result == PROBE_CLOSED)

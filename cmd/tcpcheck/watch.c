@@ -137,16 +137,29 @@ gname(const struct guest *g)
 
 /* ---- output */
 
+/* json_string refuses text that is not UTF-8 (a name or a path from a file). */
+static json_t *
+json_text(const char *s)
+{
+	json_t *v = json_string(s);
+
+	return v ? v : json_string("?");
+}
+
 static void
 print_transition(const struct guest *g)
 {
 	if (W.o->json) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:f}", "vmid",
-		                      (json_int_t)g->vmid, "state", state_names[g->state], "reason",
-		                      g->reason, "name", gname(g), "type", guest_type_name(g->type),
-		                      "node", W.o->node, "time", ts.tv_sec + ts.tv_nsec / 1e9);
+		json_t *j = json_object();
+		json_object_set_new(j, "vmid", json_integer(g->vmid));
+		json_object_set_new(j, "state", json_string(state_names[g->state]));
+		json_object_set_new(j, "reason", json_text(g->reason));
+		json_object_set_new(j, "name", json_text(gname(g)));
+		json_object_set_new(j, "type", json_string(guest_type_name(g->type)));
+		json_object_set_new(j, "node", json_string(W.o->node));
+		json_object_set_new(j, "time", json_real(ts.tv_sec + ts.tv_nsec / 1e9));
 		char *s = json_dumps(j, JSON_COMPACT);
 		printf("%s\n", s);
 		free(s);
