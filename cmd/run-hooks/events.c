@@ -310,11 +310,12 @@ collect_hooks(struct job *j)
 	struct names names;
 
 	if (names_scan(j->dir, &names) < 0) {
-		if (errno == ENOENT)
+		if (errno == ENOENT) {
 			log_info("%s: no hooks: %s does not exist", j->label, j->dir);
-		else
-			log_err("%s: %s: %s", j->label, j->dir, strerror(errno));
-		j->failed = errno != ENOENT;
+			return;
+		}
+		log_err("%s: %s: %s", j->label, j->dir, strerror(errno));
+		j->failed = 1;
 		return;
 	}
 	j->hooks = xcalloc(names.n, sizeof *j->hooks);
@@ -352,9 +353,7 @@ static void stop(void);
 static void
 advance(struct job *j)
 {
-	while (j->next < j->nhooks && !(j->failed && opt->exit_on_error)) {
-		if (stopping)
-			return;
+	while (j->next < j->nhooks && !(j->failed && opt->exit_on_error) && !stopping) {
 		const char *path = j->hooks[j->next++];
 		char *argv[] = { (char *)path, (char *)j->ev->conf, NULL };
 		struct hookspec h = {
@@ -370,6 +369,7 @@ advance(struct job *j)
 		j->hook_label =
 		    xasprintf("%s: %s/%s", j->label, j->dirname, strrchr(path, '/') + 1);
 		h.label = j->hook_label;
+		log_debug("%s: executing %s %s", j->hook_label, path, j->ev->conf);
 		rc = hookrun_start(&j->run, &h, opt);
 		if (rc < 0)
 			log_err("%s: cannot start: %s", j->hook_label, strerror(errno));
@@ -379,6 +379,8 @@ advance(struct job *j)
 		}
 		j->failed = 1;
 	}
+	if (stopping && j->next < j->nhooks)
+		return;
 	finish_event(j);
 }
 
