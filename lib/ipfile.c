@@ -1,6 +1,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -421,33 +423,104 @@ ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n, enum ip
 	return rc;
 }
 
+/* pmxcfs caps a file at 1 MiB, and so does the config parser. */
+#define GUEST_CONF_FILE_MAX (1024 * 1024)
+/* Below this many guests one thread reads them all; above, reading and
+ * parsing spread over the CPUs (at most LOAD_THREADS_MAX). */
+#define LOAD_THREADS_FROM 512
+#define LOAD_THREADS_MAX 4
+
+struct load_job {
+	const char *pve_dir, *node;
+	const struct vmlist *l;
+	const int *dirfd;     /* GUEST_QEMU, GUEST_LXC */
+	struct node_guest *g; /* indexed like l->e */
+	unsigned char *ok;
+	size_t first, step;
+};
+
+static void *
+load_worker(void *arg)
+{
+	const struct load_job *j = arg;
+	struct buf text = { 0 }; /* one buffer for every file */
+
+	for (size_t i = j->first; i < j->l->n; i += j->step) {
+		const struct vm_owner *o = &j->l->e[i];
+		int dirfd = j->dirfd[o->type == GUEST_LXC];
+		struct node_guest *g = &j->g[i];
+		char name[32];
+
+		if (strcmp(o->node, j->node) != 0 || dirfd < 0)
+			continue;
+		/* Relative to the directory: no path walk per file. */
+		snprintf(name, sizeof name, "%u.conf", o->vmid);
+		if (read_file_at(dirfd, name, GUEST_CONF_FILE_MAX, &text) < 0) {
+			if (errno != ENOENT)
+				log_warn("%s/nodes/%s/%s/%s: cannot read: %m", j->pve_dir, j->node,
+				         guest_type_dir(o->type), name);
+			continue;
+		}
+		g->vmid = o->vmid;
+		g->type = o->type;
+		guest_conf_parse(text.data, text.len, o->type, &g->conf);
+		if (g->conf.nbad)
+			log_warn("%s/nodes/%s/%s/%s:%u: malformed line ignored (%u in this file)",
+			         j->pve_dir, j->node, guest_type_dir(o->type), name,
+			         g->conf.first_bad, g->conf.nbad);
+		j->ok[i] = 1;
+	}
+	buf_free(&text);
+	return NULL;
+}
+
 size_t
 node_guests_load(const char *pve_dir, const char *node, const struct vmlist *l,
                  struct node_guest **out)
 {
-	size_t n = 0;
+	struct load_job jobs[LOAD_THREADS_MAX];
+	pthread_t tid[LOAD_THREADS_MAX];
+	int dirfd[2] = { -1, -1 };
+	size_t n = 0, mine = 0, nthreads = 1;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	struct node_guest *g = xcalloc(l->n, sizeof *g);
+	unsigned char *ok = xcalloc(l->n, 1);
 
-	*out = xcalloc(l->n, sizeof **out);
-	for (size_t i = 0; i < l->n; i++) {
-		const struct vm_owner *o = &l->e[i];
-		struct node_guest g = { o->vmid, o->type, { 0 } };
-		char *path;
-
-		if (strcmp(o->node, node) != 0)
-			continue;
-		path = guest_conf_path(pve_dir, node, o->type, o->vmid);
-		if (guest_conf_load(path, o->type, &g.conf) < 0) {
-			if (errno != ENOENT)
-				log_warn("%s: cannot read: %m", path);
-			free(path);
-			continue;
-		}
-		if (g.conf.nbad)
-			log_warn("%s:%u: malformed line ignored (%u in this file)", path,
-			         g.conf.first_bad, g.conf.nbad);
-		free(path);
-		(*out)[n++] = g;
+	for (int t = 0; t < 2; t++) {
+		char *dir = xasprintf("%s/nodes/%s/%s", pve_dir, node, guest_type_dir(t));
+		dirfd[t] = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd[t] < 0 && errno != ENOENT)
+			log_warn("%s: cannot open: %m", dir);
+		free(dir);
 	}
+	for (size_t i = 0; i < l->n; i++)
+		mine += strcmp(l->e[i].node, node) == 0;
+	if (mine >= LOAD_THREADS_FROM && ncpu > 1)
+		nthreads = ncpu < LOAD_THREADS_MAX ? (size_t)ncpu : LOAD_THREADS_MAX;
+	for (size_t t = 0; t < nthreads; t++) {
+		jobs[t] = (struct load_job){ pve_dir, node, l, dirfd, g, ok, t, nthreads };
+		if (t > 0 && pthread_create(&tid[t], NULL, load_worker, &jobs[t]) != 0) {
+			/* No thread: this one does that share too, after its own. */
+			jobs[t].step = 0;
+		}
+	}
+	load_worker(&jobs[0]);
+	for (size_t t = 1; t < nthreads; t++) {
+		if (jobs[t].step)
+			pthread_join(tid[t], NULL);
+		else {
+			jobs[t].step = nthreads;
+			load_worker(&jobs[t]);
+		}
+	}
+	for (size_t i = 0; i < l->n; i++)
+		if (ok[i])
+			g[n++] = g[i];
+	for (int t = 0; t < 2; t++)
+		if (dirfd[t] >= 0)
+			close(dirfd[t]);
+	free(ok);
+	*out = g;
 	return n;
 }
 

@@ -426,3 +426,49 @@ on_signal(int sig, void (*handler)(int))
 	sigemptyset(&sa.sa_mask);
 	sigaction(sig, &sa, NULL);
 }
+
+int
+read_file_at(int dirfd, const char *name, size_t max, struct buf *out)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), e;
+	struct stat st;
+
+	buf_reset(out);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode)) {
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		goto fail;
+	}
+	for (;;) {
+		/* Ask for one byte more than the size: a shorter read is the end. */
+		size_t want =
+		    out->len < (size_t)st.st_size ? (size_t)st.st_size - out->len + 1 : 4096;
+		ssize_t n;
+
+		buf_grow(out, want);
+		n = read(fd, out->data + out->len, want);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		out->len += n;
+		if (out->len > max) {
+			errno = EFBIG;
+			goto fail;
+		}
+		if (n == 0 || (size_t)n < want)
+			break;
+	}
+	out->data[out->len] = '\0';
+	close(fd);
+	return 0;
+fail:
+	e = errno;
+	close(fd);
+	buf_reset(out);
+	errno = e;
+	return -1;
+}

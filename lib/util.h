@@ -67,4 +67,10 @@ void raise_nofile_limit(void);
 /* Installs handler for sig with sigaction and no SA_RESTART. */
 void on_signal(int sig, void (*handler)(int));
 
+/* Reads the regular file name in directory dirfd (at most max bytes, else
+ * EFBIG) with one read for a file that does not change meanwhile; opened
+ * non-blocking, so a FIFO under that name fails (EINVAL) instead of
+ * blocking. For scanning thousands of small files. 0 or -1 with errno. */
+int read_file_at(int dirfd, const char *name, size_t max, struct buf *out);
+
 #endif

@@ -346,3 +346,23 @@ EOF
 	run -69 from_arp -v
 	assert_output --partial "vm-ip-from-arp: "
 }
+
+@test "vm-ip-from-arp: a node with many guests (configs read in parallel)" {
+	PMXCFS_SIM_DEFER=1 pmxcfs-sim bulk "$PVE" pve1 qemu 1000 700
+	PMXCFS_SIM_DEFER=1 pmxcfs-sim bulk "$PVE" pve1 lxc 2000 100
+	PMXCFS_SIM_DEFER=1 pmxcfs-sim bulk "$PVE" pve2 qemu 3000 50
+	pmxcfs-sim vmlist "$PVE"
+	local n
+	# bulk MACs: BC:24:11 (qemu) or BC:24:12 (lxc), then the VMID in hex
+	for n in 1000 1001 1350 1699 3001; do
+		ip -n "$HOSTNS" neigh add "100.128.$((n / 250)).$((n % 250 + 2))" dev vmbr0 nud permanent \
+			lladdr "$(printf 'bc:24:11:%02x:%02x:%02x' $((n >> 16)) $(((n >> 8) & 255)) $((n & 255)))"
+	done
+	ip -n "$HOSTNS" neigh add 100.128.8.2 dev vmbr0 nud permanent lladdr bc:24:12:00:07:d0
+	run -0 from_arp -v
+	assert_output "1000 100.128.4.2
+1001 100.128.4.3
+1350 100.128.5.102
+1699 100.128.6.201
+2000 100.128.8.2"
+}
