@@ -40,10 +40,10 @@ static const struct option long_options[] = {
 };
 
 static const char usage_text[] =
-	"usage: qga-timesync [-nqv] [--max-drift MS] [-t MS] [--wait S] [--json]\n"
-	"                    [--qga-dir DIR] VMID|SOCKET...\n"
-	"       qga-timesync [-nqv] [--max-drift MS] [-t MS] [--wait S] [--json]\n"
-	"                    --all [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
+    "usage: qga-timesync [-nqv] [--max-drift MS] [-t MS] [--wait S] [--json]\n"
+    "                    [--qga-dir DIR] VMID|SOCKET...\n"
+    "       qga-timesync [-nqv] [--max-drift MS] [-t MS] [--wait S] [--json]\n"
+    "                    --all [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
 
 struct opts {
 	const char *qga_dir, *pve_dir, *node;
@@ -56,8 +56,8 @@ struct opts {
 struct sync {
 	struct qga_target *t;
 	int have_drift;
-	int64_t drift_ns;            /* guest minus host */
-	enum qga_result get, set;    /* set: QGA_PENDING when not tried */
+	int64_t drift_ns;         /* guest minus host */
+	enum qga_result get, set; /* set: QGA_PENDING when not tried */
 	char detail[256];
 };
 
@@ -90,7 +90,9 @@ parse_args(int argc, char *argv[], struct opts *o)
 				usage_error("--max-drift %s: want milliseconds", optarg);
 			o->max_drift_ms = (long)v;
 			break;
-		case 'n': o->dry_run = 1; break;
+		case 'n':
+			o->dry_run = 1;
+			break;
 		case 't':
 			if (parse_ulong(optarg, 600000, &v) < 0 || v == 0)
 				usage_error("--timeout %s: want milliseconds, 1 to 600000", optarg);
@@ -100,20 +102,38 @@ parse_args(int argc, char *argv[], struct opts *o)
 			if (parse_seconds(optarg, &o->wait_s) < 0)
 				usage_error("--wait %s: want seconds", optarg);
 			break;
-		case OPT_ALL: o->all = 1; break;
-		case OPT_QGA_DIR: o->qga_dir = optarg; break;
-		case OPT_PVE_DIR: o->pve_dir = optarg; break;
+		case OPT_ALL:
+			o->all = 1;
+			break;
+		case OPT_QGA_DIR:
+			o->qga_dir = optarg;
+			break;
+		case OPT_PVE_DIR:
+			o->pve_dir = optarg;
+			break;
 		case OPT_NODE:
 			if (!node_name_valid(optarg))
 				usage_error("--node %s: not a node name", optarg);
 			o->node = optarg;
 			break;
-		case OPT_JSON: o->json = 1; break;
-		case 'q': o->quiet = 1; break;
-		case 'v': log_verbose++; break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case 'V': print_version(); exit(0);
-		default: fputs(usage_text, stderr); exit(EXIT_USAGE);
+		case OPT_JSON:
+			o->json = 1;
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'v':
+			log_verbose++;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case 'V':
+			print_version();
+			exit(0);
+		default:
+			fputs(usage_text, stderr);
+			exit(EXIT_USAGE);
 		}
 	}
 	if (o->all && optind < argc)
@@ -161,7 +181,7 @@ read_clocks(const struct opts *o, struct sync *s, size_t n)
 			if (c->result == QGA_OK && !json_is_integer(c->ret)) {
 				x->get = QGA_GARBAGE;
 				snprintf(x->detail, sizeof x->detail,
-					 "%s: guest-get-time returned no integer", c->path);
+				         "%s: guest-get-time returned no integer", c->path);
 			} else if (c->result == QGA_OK) {
 				int64_t mid = c->start_real_ns + c->elapsed_us * 500;
 				x->drift_ns = (int64_t)json_integer_value(c->ret) - mid;
@@ -199,7 +219,7 @@ set_clock(const struct opts *o, struct sync *x)
 	char cmd[128];
 
 	snprintf(cmd, sizeof cmd, "{\"execute\":\"guest-set-time\",\"arguments\":{\"time\":%lld}}",
-		 (long long)real_ns());
+	         (long long)real_ns());
 	qga_call_init(&c, x->t->path, cmd, o->timeout_ms);
 	qga_run(&c, 1, 1);
 	x->set = c.result;
@@ -234,15 +254,16 @@ report(const struct opts *o, const struct sync *x)
 
 	if (o->json) {
 		json_t *j = json_pack("{s:s, s:o, s:s}", "target", x->t->label, "vmid",
-				      x->t->vmid ? json_integer(x->t->vmid) : json_null(), "status",
-				      status);
+		                      x->t->vmid ? json_integer(x->t->vmid) : json_null(), "status",
+		                      status);
 		if (x->have_drift)
 			json_object_set_new(j, "drift_ms", json_real(x->drift_ns / 1e6));
 		if (failed) {
 			json_object_set_new(j, "reason", json_string(qga_result_name(why)));
 			json_object_set_new(j, "detail", json_string(x->detail));
 		}
-		char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+		char *s =
+		    json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 		puts(s);
 		free(s);
 		json_decref(j);
@@ -260,13 +281,15 @@ report(const struct opts *o, const struct sync *x)
 int
 main(int argc, char *argv[])
 {
-	struct opts o = { .qga_dir = RUN_DIR_DEFAULT, .pve_dir = "/etc/pve", .max_drift_ms = 1000,
-			  .timeout_ms = 2000 };
+	struct opts o = { .qga_dir = RUN_DIR_DEFAULT,
+		          .pve_dir = "/etc/pve",
+		          .max_drift_ms = 1000,
+		          .timeout_ms = 2000 };
 	struct qga_target *t;
 	struct sync *s;
 	size_t n;
 	char err[512];
-	int rc = 0, timeouts = 0, fails = 0;
+	int rc, timeouts = 0, fails = 0;
 
 	log_init("qga-timesync");
 	parse_args(argc, argv, &o);
@@ -275,8 +298,8 @@ main(int argc, char *argv[])
 	if (o.all) {
 		if (qga_targets_local(o.pve_dir, o.node, o.qga_dir, &t, &n, err, sizeof err) < 0)
 			die(EXIT_UNAVAILABLE, "%s", err);
-	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.qga_dir, &t, &n,
-					       err, sizeof err))) {
+	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.qga_dir, &t, &n, err,
+	                                       sizeof err))) {
 		qga_targets_free(t, n);
 		if (rc == EXIT_USAGE)
 			usage_error("%s", err);

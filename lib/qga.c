@@ -68,8 +68,6 @@ finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
 static void
 finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
 {
-	va_list ap;
-
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
@@ -80,6 +78,7 @@ finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
 	if (c->elapsed_us < 0)
 		c->elapsed_us = 0;
 	if (fmt) {
+		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(c->detail, sizeof c->detail, fmt, ap);
 		va_end(ap);

@@ -2,8 +2,8 @@
  * One-shot: every operand at once, one line each. --watch: the heartbeat of
  * every agent-enabled guest of this node (watch.c). */
 #include <getopt.h>
-#include <stdarg.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +13,8 @@
 
 #include "guest.h"
 #include "log.h"
-#include "qga.h"
 #include "qga-ping.h"
+#include "qga.h"
 #include "util.h"
 #include "vmlist.h"
 
@@ -55,11 +55,11 @@ static const struct option long_options[] = {
 };
 
 static const char usage_text[] =
-	"usage: qga-ping [-qv] [-t MS] [--json] [--qga-dir DIR] VMID|SOCKET...\n"
-	"       qga-ping [-qv] [-t MS] [--json] --all [--pve-dir DIR] [--node NAME]\n"
-	"       qga-ping --watch [-v] [-i S] [-t MS] [--threshold N] [--grace S]\n"
-	"                [--exec CMD] [--exec-timeout S] [--timesync-gap S] [--json]\n"
-	"                [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
+    "usage: qga-ping [-qv] [-t MS] [--json] [--qga-dir DIR] VMID|SOCKET...\n"
+    "       qga-ping [-qv] [-t MS] [--json] --all [--pve-dir DIR] [--node NAME]\n"
+    "       qga-ping --watch [-v] [-i S] [-t MS] [--threshold N] [--grace S]\n"
+    "                [--exec CMD] [--exec-timeout S] [--timesync-gap S] [--json]\n"
+    "                [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
 
 struct opts {
 	int all, json, quiet, watch;
@@ -105,35 +105,61 @@ parse_args(int argc, char *argv[], struct opts *o)
 				usage_error("--timeout %s: want milliseconds, 1 to 600000", optarg);
 			o->w.timeout_ms = (int)v;
 			break;
-		case OPT_QGA_DIR: o->w.qga_dir = optarg; break;
-		case OPT_PVE_DIR: o->w.pve_dir = optarg; break;
+		case OPT_QGA_DIR:
+			o->w.qga_dir = optarg;
+			break;
+		case OPT_PVE_DIR:
+			o->w.pve_dir = optarg;
+			break;
 		case OPT_NODE:
 			if (!node_name_valid(optarg))
 				usage_error("--node %s: not a node name", optarg);
 			o->w.node = optarg;
 			break;
-		case OPT_ALL: o->all = 1; break;
-		case OPT_JSON: o->json = o->w.json = 1; break;
-		case 'q': o->quiet = 1; break;
-		case 'v': log_verbose++; break;
-		case 'w': o->watch = 1; break;
-		case 'i': o->w.interval_s = seconds_arg("--interval", optarg, 0.05); break;
+		case OPT_ALL:
+			o->all = 1;
+			break;
+		case OPT_JSON:
+			o->json = o->w.json = 1;
+			break;
+		case 'q':
+			o->quiet = 1;
+			break;
+		case 'v':
+			log_verbose++;
+			break;
+		case 'w':
+			o->watch = 1;
+			break;
+		case 'i':
+			o->w.interval_s = seconds_arg("--interval", optarg, 0.05);
+			break;
 		case OPT_THRESHOLD:
 			if (parse_ulong(optarg, 10000, &v) < 0 || v == 0)
 				usage_error("--threshold %s: want a count, 1 to 10000", optarg);
 			o->w.threshold = (unsigned)v;
 			break;
-		case OPT_GRACE: o->w.grace_s = seconds_arg("--grace", optarg, 0); break;
-		case OPT_EXEC: o->w.exec_cmd = optarg; break;
+		case OPT_GRACE:
+			o->w.grace_s = seconds_arg("--grace", optarg, 0);
+			break;
+		case OPT_EXEC:
+			o->w.exec_cmd = optarg;
+			break;
 		case OPT_EXEC_TIMEOUT:
 			o->w.exec_timeout_s = seconds_arg("--exec-timeout", optarg, 0.1);
 			break;
 		case OPT_TIMESYNC_GAP:
 			o->w.timesync_gap_s = seconds_arg("--timesync-gap", optarg, 0);
 			break;
-		case 'h': fputs(usage_text, stdout); exit(0);
-		case 'V': print_version(); exit(0);
-		default: fputs(usage_text, stderr); exit(EXIT_USAGE);
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case 'V':
+			print_version();
+			exit(0);
+		default:
+			fputs(usage_text, stderr);
+			exit(EXIT_USAGE);
 		}
 	}
 	if (o->watch && (o->all || optind < argc))
@@ -162,15 +188,16 @@ print_result(const struct qga_target *t, const struct qga_call *c, int json)
 {
 	if (json) {
 		json_t *j = json_pack("{s:s, s:o, s:s, s:s}", "target", t->label, "vmid",
-				      t->vmid ? json_integer(t->vmid) : json_null(), "socket", t->path,
-				      "status", c->result == QGA_OK ? "ok" : "fail");
+		                      t->vmid ? json_integer(t->vmid) : json_null(), "socket",
+		                      t->path, "status", c->result == QGA_OK ? "ok" : "fail");
 		if (c->result == QGA_OK) {
 			json_object_set_new(j, "rtt_ms", json_real(c->elapsed_us / 1000.0));
 		} else {
 			json_object_set_new(j, "reason", json_string(qga_result_name(c->result)));
 			json_object_set_new(j, "detail", json_string(c->detail));
 		}
-		char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+		char *s =
+		    json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 		puts(s);
 		free(s);
 		json_decref(j);
@@ -215,16 +242,16 @@ int
 main(int argc, char *argv[])
 {
 	struct opts o = { .w = {
-		.pve_dir = "/etc/pve",
-		.qga_dir = RUN_DIR_DEFAULT,
-		.timesync_cmd = "qga-timesync",
-		.interval_s = 2,
-		.grace_s = 60,
-		.exec_timeout_s = 60,
-		.timesync_gap_s = 10,
-		.timeout_ms = 1000,
-		.threshold = 3,
-	} };
+		              .pve_dir = "/etc/pve",
+		              .qga_dir = RUN_DIR_DEFAULT,
+		              .timesync_cmd = "qga-timesync",
+		              .interval_s = 2,
+		              .grace_s = 60,
+		              .exec_timeout_s = 60,
+		              .timesync_gap_s = 10,
+		              .timeout_ms = 1000,
+		              .threshold = 3,
+		          } };
 	struct qga_target *targets;
 	size_t n;
 	char err[512];
@@ -238,10 +265,10 @@ main(int argc, char *argv[])
 		return watch_run(&o.w);
 	if (o.all) {
 		if (qga_targets_local(o.w.pve_dir, o.w.node, o.w.qga_dir, &targets, &n, err,
-				      sizeof err) < 0)
+		                      sizeof err) < 0)
 			die(EXIT_UNAVAILABLE, "%s", err);
-	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.w.qga_dir,
-					       &targets, &n, err, sizeof err))) {
+	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.w.qga_dir, &targets,
+	                                       &n, err, sizeof err))) {
 		qga_targets_free(targets, n);
 		if (rc == EXIT_USAGE)
 			usage_error("%s", err);

@@ -13,7 +13,7 @@ struct watch_opts {
 	double interval_s;
 	double grace_s;
 	double exec_timeout_s;
-	double timesync_gap_s;    /* 0: never */
+	double timesync_gap_s; /* 0: never */
 	int timeout_ms;
 	unsigned threshold;
 	int json;

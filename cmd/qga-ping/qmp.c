@@ -14,20 +14,19 @@ enum { Q_IDLE, Q_SEND, Q_RECV, Q_DONE };
 
 #define QMP_REPLY_MAX (1024 * 1024)
 
-static void
-qmp_finish(struct qmp_call *c, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void qmp_finish(struct qmp_call *c, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
 qmp_finish(struct qmp_call *c, int ok, const char *fmt, ...)
 {
-	va_list ap;
-
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 	c->state = Q_DONE;
 	c->ok = ok;
 	if (fmt) {
+		va_list ap;
 		va_start(ap, fmt);
 		vsnprintf(c->detail, sizeof c->detail, fmt, ap);
 		va_end(ap);
@@ -112,8 +111,8 @@ qmp_line(struct qmp_call *c, const char *line, size_t len)
 		return;
 	}
 	if (json_object_get(j, "error")) {
-		const char *desc = json_string_value(
-			json_object_get(json_object_get(j, "error"), "desc"));
+		const char *desc =
+		    json_string_value(json_object_get(json_object_get(j, "error"), "desc"));
 		qmp_finish(c, 0, "monitor error: %s", desc ? desc : "(no description)");
 	}
 	json_decref(j);
@@ -136,7 +135,8 @@ qmp_recv(struct qmp_call *c)
 		qmp_finish(c, 0, "monitor: read: %s", strerror(errno));
 		return;
 	}
-	for (char *nl; c->state != Q_DONE && c->in.len && (nl = memchr(c->in.data, '\n', c->in.len));) {
+	for (char *nl;
+	     c->state != Q_DONE && c->in.len && (nl = memchr(c->in.data, '\n', c->in.len));) {
 		size_t len = nl - c->in.data;
 		qmp_line(c, c->in.data, len);
 		if (c->state != Q_DONE)
@@ -152,7 +152,7 @@ qmp_call_step(struct qmp_call *c, short revents, int64_t now_ms)
 	if (c->state == Q_SEND && (revents & (POLLOUT | POLLERR | POLLHUP))) {
 		while (c->out_off < c->out.len) {
 			ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-					 MSG_NOSIGNAL);
+			                 MSG_NOSIGNAL);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0 && errno == EAGAIN)

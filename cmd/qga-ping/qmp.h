@@ -12,8 +12,8 @@
 
 struct qmp_call {
 	int fd, state, returns, ok;
-	char status[32];   /* QEMU's run state ("running", "paused", ...) when ok */
-	char detail[256];  /* why not, otherwise */
+	char status[32];  /* QEMU's run state ("running", "paused", ...) when ok */
+	char detail[256]; /* why not, otherwise */
 	int64_t deadline_ms;
 	struct buf in, out;
 	size_t out_off;
@@ -21,7 +21,7 @@ struct qmp_call {
 
 /* Starts the exchange with the monitor at path; it may finish at once. */
 void qmp_call_start(struct qmp_call *c, const char *path, int timeout_ms, int64_t now_ms);
-int qmp_call_fd(const struct qmp_call *c);       /* -1 when done */
+int qmp_call_fd(const struct qmp_call *c); /* -1 when done */
 short qmp_call_events(const struct qmp_call *c);
 int64_t qmp_call_deadline(const struct qmp_call *c);
 void qmp_call_step(struct qmp_call *c, short revents, int64_t now_ms);

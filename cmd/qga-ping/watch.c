@@ -27,8 +27,8 @@
 #include "guestconf.h"
 #include "log.h"
 #include "notify.h"
-#include "qga.h"
 #include "qga-ping.h"
+#include "qga.h"
 #include "qmp.h"
 #include "util.h"
 #include "vmlist.h"
@@ -61,7 +61,7 @@ struct guest {
 	pid_t pid;
 	unsigned long long pstart;
 	struct stat pid_st;
-	int64_t arrived;       /* when it came to this node (0: there at our start) */
+	int64_t arrived; /* when it came to this node (0: there at our start) */
 	/* heartbeat */
 	int watched, in_flight, first_round, failed, nosock_warned;
 	unsigned misses;
@@ -131,10 +131,11 @@ emit(struct watcher *w, uint32_t vmid, const char *event, const char *arg, json_
 		char ts[40];
 		utc_timestamp(ts, sizeof ts);
 		json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "time", ts, "node", w->o->node,
-				      "vmid", (json_int_t)vmid, "event", event);
+		                      "vmid", (json_int_t)vmid, "event", event);
 		if (extra)
 			json_object_update(j, extra);
-		char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
+		char *s =
+		    json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 		puts(s);
 		free(s);
 		json_decref(j);
@@ -338,8 +339,8 @@ start_watch(struct watcher *w, struct guest *g, const char *why, int64_t now)
 		w->first_pending++;
 	}
 	emit(w, g->vmid, "watch", why,
-	     json_pack("{s:s, s:f}", "reason", why,
-		       "grace", (double)(g->grace_until - now) / 1000.0));
+	     json_pack("{s:s, s:f}", "reason", why, "grace",
+	               (double)(g->grace_until - now) / 1000.0));
 }
 
 static void
@@ -388,7 +389,8 @@ spawn(struct watcher *w, uint32_t vmid, int is_exec, int64_t timeout_ms, char *c
 		dup2(STDERR_FILENO, STDOUT_FILENO);
 		if (ev) {
 			char *sock = qga_socket_path(w->o->qga_dir, vmid);
-			setenv("PVEKIT_EVENT", ev->kind == EV_FAILED ? "qga-failed" : "qga-recovered", 1);
+			setenv("PVEKIT_EVENT",
+			       ev->kind == EV_FAILED ? "qga-failed" : "qga-recovered", 1);
 			setenv_u("PVEKIT_VMID", vmid);
 			setenv("PVEKIT_TYPE", "qemu", 1);
 			setenv("PVEKIT_NODE", w->o->node, 1);
@@ -424,8 +426,8 @@ pump_exec(struct watcher *w, struct guest *g)
 
 	if (g->exec_pid || !g->nqueue)
 		return;
-	g->exec_pid = spawn(w, g->vmid, 1, (int64_t)(w->o->exec_timeout_s * 1000), argv, g,
-			    &g->queue[0]);
+	g->exec_pid =
+	    spawn(w, g->vmid, 1, (int64_t)(w->o->exec_timeout_s * 1000), argv, g, &g->queue[0]);
 	if (g->exec_pid < 0)
 		g->exec_pid = 0;
 	memmove(g->queue, g->queue + 1, (g->nqueue - 1) * sizeof *g->queue);
@@ -447,7 +449,7 @@ queue_event(struct watcher *w, struct guest *g, enum ev_kind kind, double downti
 	memset(ev, 0, sizeof *ev);
 	ev->kind = kind;
 	snprintf(ev->reason, sizeof ev->reason, "%s",
-		 kind == EV_FAILED ? qga_result_name(g->last_result) : "ok");
+	         kind == EV_FAILED ? qga_result_name(g->last_result) : "ok");
 	snprintf(ev->detail, sizeof ev->detail, "%s", kind == EV_FAILED ? g->call.detail : "");
 	snprintf(ev->qemu_status, sizeof ev->qemu_status, "%s", g->qemu_status);
 	utc_timestamp(ev->time, sizeof ev->time);
@@ -461,7 +463,7 @@ run_timesync(struct watcher *w, struct guest *g)
 {
 	char vmid[16];
 	char *argv[] = { (char *)w->o->timesync_cmd, "--qga-dir", (char *)w->o->qga_dir, vmid,
-			 NULL };
+		         NULL };
 
 	snprintf(vmid, sizeof vmid, "%u", g->vmid);
 	spawn(w, g->vmid, 0, TIMESYNC_TIMEOUT_MS, argv, g, NULL);
@@ -484,7 +486,7 @@ reap_children(struct watcher *w)
 		const char *what = c.is_exec ? "--exec" : w->o->timesync_cmd;
 		if (WIFSIGNALED(status))
 			log_warn("%u: %s killed by signal %d%s", c.vmid, what, WTERMSIG(status),
-				 c.termed ? " (timed out)" : "");
+			         c.termed ? " (timed out)" : "");
 		else if (WEXITSTATUS(status))
 			log_warn("%u: %s exited with status %d", c.vmid, what, WEXITSTATUS(status));
 		if (c.is_exec) {
@@ -508,7 +510,7 @@ expire_children(struct watcher *w, int64_t now)
 			continue;
 		if (!c->termed)
 			log_warn("%u: %s still running after its timeout, terminating it", c->vmid,
-				 c->is_exec ? "--exec" : w->o->timesync_cmd);
+			         c->is_exec ? "--exec" : w->o->timesync_cmd);
 		kill(-c->pid, c->termed ? SIGKILL : SIGTERM);
 		c->termed = 1;
 		c->deadline = now + KILL_GRACE_MS;
@@ -522,11 +524,11 @@ declare_failed(struct watcher *w, struct guest *g)
 {
 	g->failed = 1;
 	log_err("%u: guest agent failed %u times in a row (QEMU %s): %s", g->vmid, g->misses,
-		g->qemu_status, g->call.detail);
+	        g->qemu_status, g->call.detail);
 	emit(w, g->vmid, "failed", qga_result_name(g->last_result),
 	     json_pack("{s:s, s:i, s:s, s:s, s:s}", "reason", qga_result_name(g->last_result),
-		       "misses", (int)g->misses, "qemu_status", g->qemu_status, "detail",
-		       g->call.detail, "uuid", g->uuid));
+	               "misses", (int)g->misses, "qemu_status", g->qemu_status, "detail",
+	               g->call.detail, "uuid", g->uuid));
 	queue_event(w, g, EV_FAILED, 0);
 	update_status(w);
 }
@@ -562,10 +564,10 @@ on_answer(struct watcher *w, struct guest *g, int64_t now)
 static int
 paused_state(const char *status)
 {
-	static const char *const states[] = { "paused",	     "inmigrate", "postmigrate",
-					      "prelaunch",   "finish-migrate", "restore-vm",
-					      "save-vm",     "suspended", "shutdown",
-					      "debug" };
+	static const char *const states[] = { "paused",    "inmigrate",      "postmigrate",
+		                              "prelaunch", "finish-migrate", "restore-vm",
+		                              "save-vm",   "suspended",      "shutdown",
+		                              "debug" };
 
 	for (size_t i = 0; i < ARRAY_LEN(states); i++)
 		if (strcmp(status, states[i]) == 0)
@@ -584,7 +586,7 @@ on_qmp(struct watcher *w, struct guest *g)
 	if (g->qmp.ok && paused_state(g->qmp.status)) {
 		if (!g->pause_logged)
 			log_info("%u: agent silent, QEMU reports '%s': not a failure", g->vmid,
-				 g->qmp.status);
+			         g->qmp.status);
 		g->pause_logged = 1;
 		g->misses = 0;
 		return;
@@ -618,8 +620,9 @@ on_result(struct watcher *w, struct guest *g, int64_t now)
 		/* QEMU makes the socket at start and keeps it: this instance has
 		 * no agent device (agent enabled after it started). Not a miss. */
 		if (!g->nosock_warned)
-			log_warn("%u: agent enabled, but QEMU runs without %s: skipped until it restarts",
-				 g->vmid, g->call.path);
+			log_warn("%u: agent enabled, but QEMU runs without %s: skipped until it "
+			         "restarts",
+			         g->vmid, g->call.path);
 		g->nosock_warned = 1;
 		return;
 	}
@@ -629,7 +632,7 @@ on_result(struct watcher *w, struct guest *g, int64_t now)
 	}
 	if (g->lock[0]) {
 		log_debug("%u: %s while locked (%s): not counted", g->vmid, qga_result_name(r),
-			  g->lock);
+		          g->lock);
 		g->misses = 0;
 		return;
 	}
@@ -730,10 +733,13 @@ log_table(const struct watcher *w, int64_t now)
 	for (size_t i = 0; i < w->ng; i++) {
 		const struct guest *g = w->g[i];
 		log_info("%u: %s%s misses=%u last_answer=%s%.1fs lock=%s pid=%ld", g->vmid,
-			 !g->agent ? "agent-off" : !g->watched ? "stopped" : g->failed ? "failed" : "ok",
-			 g->watched && now < g->grace_until ? " (grace)" : "", g->misses,
-			 g->last_ok ? "" : "never ", g->last_ok ? (now - g->last_ok) / 1000.0 : 0.0,
-			 g->lock[0] ? g->lock : "-", (long)g->pid);
+		         !g->agent     ? "agent-off"
+		         : !g->watched ? "stopped"
+		         : g->failed   ? "failed"
+		                       : "ok",
+		         g->watched && now < g->grace_until ? " (grace)" : "", g->misses,
+		         g->last_ok ? "" : "never ", g->last_ok ? (now - g->last_ok) / 1000.0 : 0.0,
+		         g->lock[0] ? g->lock : "-", (long)g->pid);
 	}
 }
 
@@ -774,10 +780,18 @@ read_signals(struct watcher *w, int64_t now)
 	while (read(w->sfd, &si, sizeof si) == sizeof si) {
 		switch (si.ssi_signo) {
 		case SIGTERM:
-		case SIGINT: w->stop = 1; break;
-		case SIGCHLD: reap_children(w); break;
-		case SIGUSR1: log_table(w, now); break;
-		case SIGHUP: w->next_scan = now; break;
+		case SIGINT:
+			w->stop = 1;
+			break;
+		case SIGCHLD:
+			reap_children(w);
+			break;
+		case SIGUSR1:
+			log_table(w, now);
+			break;
+		case SIGHUP:
+			w->next_scan = now;
+			break;
 		}
 	}
 }
@@ -790,8 +804,8 @@ start_pings(struct watcher *w, int64_t now)
 		if (!g->watched || g->in_flight || now < g->next_ping)
 			continue;
 		/* +-5% jitter keeps the guests from falling into step again */
-		g->next_ping += w->interval_ms - w->interval_ms / 20 +
-				rnd_below(w, w->interval_ms / 10 + 1);
+		g->next_ping +=
+		    w->interval_ms - w->interval_ms / 20 + rnd_below(w, w->interval_ms / 10 + 1);
 		if (g->next_ping <= now)
 			g->next_ping = now + w->interval_ms;
 		g->in_flight = 1;
@@ -808,8 +822,9 @@ next_wakeup(const struct watcher *w)
 
 	for (size_t i = 0; i < w->ng; i++) {
 		const struct guest *g = w->g[i];
-		int64_t t = g->in_flight ? qga_call_wakeup(&g->call) : g->watched ? g->next_ping
-										   : INT64_MAX;
+		int64_t t = g->in_flight ? qga_call_wakeup(&g->call)
+		            : g->watched ? g->next_ping
+		                         : INT64_MAX;
 		if (t < wake)
 			wake = t;
 		if (g->checking && qmp_call_deadline(&g->qmp) < wake)
@@ -837,12 +852,14 @@ fill_pollfds(struct watcher *w)
 	for (size_t i = 0; i < w->ng; i++) {
 		struct guest *g = w->g[i];
 		if (g->in_flight && qga_call_fd(&g->call) >= 0) {
-			w->pfd[n] = (struct pollfd){ qga_call_fd(&g->call), qga_call_events(&g->call), 0 };
+			w->pfd[n] =
+			    (struct pollfd){ qga_call_fd(&g->call), qga_call_events(&g->call), 0 };
 			w->pfd_qmp[n] = 0;
 			w->pfd_guest[n++] = g;
 		}
 		if (g->checking && qmp_call_fd(&g->qmp) >= 0) {
-			w->pfd[n] = (struct pollfd){ qmp_call_fd(&g->qmp), qmp_call_events(&g->qmp), 0 };
+			w->pfd[n] =
+			    (struct pollfd){ qmp_call_fd(&g->qmp), qmp_call_events(&g->qmp), 0 };
 			w->pfd_qmp[n] = 1;
 			w->pfd_guest[n++] = g;
 		}
@@ -908,7 +925,7 @@ watch_run(const struct watch_opts *o)
 	}
 	w.next_scan = mono_ms() + w.interval_ms;
 	log_info("watching the guest agents of node %s every %g s (timeout %d ms, threshold %u)",
-		 o->node, o->interval_s, o->timeout_ms, o->threshold);
+	         o->node, o->interval_s, o->timeout_ms, o->threshold);
 	while (!w.stop) {
 		int64_t now = mono_ms();
 		if (now >= w.next_scan) {
@@ -922,7 +939,10 @@ watch_run(const struct watch_opts *o)
 		}
 		size_t npfd = fill_pollfds(&w);
 		int64_t wait = next_wakeup(&w) - now;
-		if (poll(w.pfd, npfd, wait < 0 ? 0 : wait > 60000 ? 60000 : (int)wait) < 0 &&
+		if (poll(w.pfd, npfd,
+		         wait < 0       ? 0
+		         : wait > 60000 ? 60000
+		                        : (int)wait) < 0 &&
 		    errno != EINTR) {
 			log_err("poll: %s", strerror(errno));
 			teardown(&w);
