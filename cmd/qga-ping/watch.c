@@ -701,9 +701,11 @@ scan(struct watcher *w, int64_t now)
 			g = guest_add(w, o->vmid);
 			g->arrived = w->scans ? now : 0;
 		}
-		if (reload_conf(g) < 0)
-			continue; /* the config is gone: removed below */
 		g->seen = 1;
+		/* Listed as ours without a config: a rename in flight; the next
+		 * scan knows better. */
+		if (reload_conf(g) < 0)
+			continue;
 		pid_t was = g->watched ? g->pid : 0;
 		pid_t pid = g->agent ? running_pid(w, g) : 0;
 		if (w->scans)
@@ -732,13 +734,15 @@ log_table(const struct watcher *w, int64_t now)
 	log_info("%zu guests of %s, %zu children running", w->ng, w->o->node, w->nch);
 	for (size_t i = 0; i < w->ng; i++) {
 		const struct guest *g = w->g[i];
-		log_info("%u: %s%s misses=%u last_answer=%s%.1fs lock=%s pid=%ld", g->vmid,
+		char ago[32] = "never";
+		if (g->last_ok)
+			snprintf(ago, sizeof ago, "%.1fs-ago", (now - g->last_ok) / 1000.0);
+		log_info("%u: %s%s misses=%u last_answer=%s lock=%s pid=%ld", g->vmid,
 		         !g->agent     ? "agent-off"
 		         : !g->watched ? "stopped"
 		         : g->failed   ? "failed"
 		                       : "ok",
-		         g->watched && now < g->grace_until ? " (grace)" : "", g->misses,
-		         g->last_ok ? "" : "never ", g->last_ok ? (now - g->last_ok) / 1000.0 : 0.0,
+		         g->watched && now < g->grace_until ? " (grace)" : "", g->misses, ago,
 		         g->lock[0] ? g->lock : "-", (long)g->pid);
 	}
 }

@@ -202,7 +202,7 @@ count() { grep -c -- "$1" "$2" || true; }
 	! grep -q failed "$T/out"
 }
 
-@test "watch: READY=1 after the first round, SIGTERM ends it with 0" {
+@test "watch: READY=1 after the first round, SIGUSR1 logs a table, SIGTERM ends it with 0" {
 	guest 101
 	socat -u UNIX-RECV:"$T/notify" OPEN:"$T/notify.log",creat,append 3>&- &
 	echo $! >>"$T/.bg-pids"
@@ -210,6 +210,8 @@ count() { grep -c -- "$1" "$2" || true; }
 	NOTIFY_SOCKET=$T/notify watch
 	wait_until 10 grep -q 'READY=1' "$T/notify.log"
 	grep -q 'STATUS=watching 1 guests, 0 failed' "$T/notify.log"
+	kill -USR1 "$WATCH_PID"
+	wait_until 10 grep -q '101: ok misses=0 last_answer=[0-9.]*s-ago lock=- pid=[0-9]' "$T/err"
 	kill -TERM "$WATCH_PID"
 	rc=0
 	wait "$WATCH_PID" || rc=$?
