@@ -44,8 +44,10 @@ vlog(int prio, const char *fmt, va_list ap)
 	char line[2048];
 	int n, off, saved = errno;
 
+	/* The name stays under journald too: a unit may run several programs
+	 * (pve-watch-conf | run-hooks) under one SyslogIdentifier. */
 	if (to_journal)
-		off = snprintf(line, sizeof line, "<%d>", prio);
+		off = snprintf(line, sizeof line, "<%d>%s: ", prio, log_prog);
 	else
 		off = snprintf(line, sizeof line, "%s: ", log_prog);
 	errno = saved; /* for %m */

@@ -1,6 +1,6 @@
 /* Diagnostics on stderr, one line each: "prog: context: reason".
- * Under systemd (stderr is the journal stream) the line carries a <N>
- * priority prefix instead of the program name. */
+ * Under systemd (stderr is the journal stream) the line also carries a <N>
+ * priority prefix. */
 #ifndef PVEKIT_LOG_H
 #define PVEKIT_LOG_H
 
