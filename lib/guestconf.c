@@ -195,6 +195,11 @@ add_nic(struct guest_conf *c, const char *key, const char *value, unsigned line)
 				}
 			}
 		}
+		/* PVE takes MODEL=MAC at any position (a key alias), as in a
+		 * hand-edited "bridge=vmbr0,virtio=MAC". */
+		for (size_t i = 0; !nic.model[0] && i < ARRAY_LEN(nic_models); i++)
+			if (prop_get(value, nic_models[i], mac, sizeof mac) == 0)
+				snprintf(nic.model, sizeof nic.model, "%s", nic_models[i]);
 		if (!nic.model[0])
 			prop_get(value, "model", nic.model, sizeof nic.model);
 		if (!mac[0])
