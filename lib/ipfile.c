@@ -481,7 +481,7 @@ node_guests_load(const char *pve_dir, const char *node, const struct vmlist *l,
 	struct load_job jobs[LOAD_THREADS_MAX];
 	pthread_t tid[LOAD_THREADS_MAX];
 	int dirfd[2] = { -1, -1 };
-	size_t n = 0, mine = 0, nthreads = 1;
+	size_t n = 0, mine = 0, nthreads = 1, started = 1;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	struct node_guest *g = xcalloc(l->n, sizeof *g);
 	unsigned char *ok = xcalloc(l->n, 1);
@@ -497,22 +497,17 @@ node_guests_load(const char *pve_dir, const char *node, const struct vmlist *l,
 		mine += strcmp(l->e[i].node, node) == 0;
 	if (mine >= LOAD_THREADS_FROM && ncpu > 1)
 		nthreads = ncpu < LOAD_THREADS_MAX ? (size_t)ncpu : LOAD_THREADS_MAX;
-	for (size_t t = 0; t < nthreads; t++) {
+	for (size_t t = 0; t < LOAD_THREADS_MAX; t++)
 		jobs[t] = (struct load_job){ pve_dir, node, l, dirfd, g, ok, t, nthreads };
-		if (t > 0 && pthread_create(&tid[t], NULL, load_worker, &jobs[t]) != 0) {
-			/* No thread: this one does that share too, after its own. */
-			jobs[t].step = 0;
-		}
-	}
+	while (started < nthreads &&
+	       pthread_create(&tid[started], NULL, load_worker, &jobs[started]) == 0)
+		started++;
+	/* This thread does its own share, and those no thread could be made for. */
 	load_worker(&jobs[0]);
-	for (size_t t = 1; t < nthreads; t++) {
-		if (jobs[t].step)
-			pthread_join(tid[t], NULL);
-		else {
-			jobs[t].step = nthreads;
-			load_worker(&jobs[t]);
-		}
-	}
+	for (size_t t = started; t < nthreads; t++)
+		load_worker(&jobs[t]);
+	for (size_t t = 1; t < started; t++)
+		pthread_join(tid[t], NULL);
 	for (size_t i = 0; i < l->n; i++)
 		if (ok[i])
 			g[n++] = g[i];

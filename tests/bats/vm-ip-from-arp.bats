@@ -63,6 +63,7 @@ EOF
 	conf 101 <<'EOF'
 name: long-spelling
 net0: model=rtl8139,macaddr=bc:24:11:00:01:01,bridge=vmbr0
+net1: bridge=vmbr0,ne2k_pci=BC:24:11:00:02:01
 EOF
 	conf 102 <<'EOF'
 hostname: ct102
@@ -98,12 +99,14 @@ EOF
 	guest_nic BC:24:11:00:02:00 100.128.0.150
 	guest_nic BC:24:11:00:01:01 100.128.0.101 2001:db9::101
 	NS101=$GUEST_NS
+	guest_nic BC:24:11:00:02:01 100.128.0.151
 	guest_nic BC:24:12:00:01:02 100.128.0.102 2001:db9::102
 	guest_nic BC:24:11:00:01:03 100.128.0.103
+	NS103=$GUEST_NS
 	guest_nic BC:24:11:00:01:13 100.128.0.113
 	guest_nic BC:24:11:00:01:33 100.128.0.133
 	guest_nic BC:24:11:00:02:C8 100.128.0.200
-	ping_from_host 100.128.0.100 100.128.0.150 100.128.0.101 100.128.0.102 100.128.0.103 \
+	ping_from_host 100.128.0.100 100.128.0.150 100.128.0.101 100.128.0.151 100.128.0.102 100.128.0.103 \
 		100.128.0.113 100.128.0.133 100.128.0.200 2001:db9::100 2001:db9::101 2001:db9::102
 }
 
@@ -130,6 +133,7 @@ EOF
 100 100.128.0.150
 100 2001:db9::100
 101 100.128.0.101
+101 100.128.0.151
 101 2001:db9::101
 102 100.128.0.102
 102 2001:db9::102
@@ -195,6 +199,7 @@ EOF
 	assert_output ""
 	run cat "$CFG/failoverip/101"
 	assert_output "100.128.0.101
+100.128.0.151
 2001:db9::101"
 	# 100.128.0.101 now answers from guest 104's NIC: it belongs to 104
 	# now, 101 keeps the address it was not seen losing.
@@ -204,11 +209,28 @@ EOF
 	run -0 from_arp
 	assert_line "104 100.128.0.101"
 	refute_line --regexp '^10[0-3] '
-	assert_line --regexp "^vm-ip-from-arp: .*/failoverip/101: 2001:db9::101 \(was: 100.128.0.101 2001:db9::101\)$"
+	assert_line --regexp "^vm-ip-from-arp: .*/failoverip/101: 100.128.0.151 2001:db9::101 \(was: 100.128.0.101 100.128.0.151 2001:db9::101\)$"
 	run cat "$CFG/failoverip/101"
-	assert_output "2001:db9::101"
+	assert_output "100.128.0.151
+2001:db9::101"
 	run cat "$CFG/failoverip/104"
 	assert_output "100.128.0.101"
+}
+
+@test "vm-ip-from-arp: a file whose addresses all moved to other guests is removed" {
+	standard_guests
+	run -0 from_arp
+	assert_file_exists "$CFG/failoverip/103"
+	ip -n "$NS103" addr del 100.128.0.103/24 dev eth0
+	ip -n "$HOSTNS" neigh del 100.128.0.103 dev vmbr0
+	guest_nic BC:24:11:00:01:04 100.128.0.103
+	ping_from_host 100.128.0.103
+	run -0 from_arp
+	assert_line "104 100.128.0.103"
+	assert_line --regexp "^vm-ip-from-arp: .*/failoverip/103: removed, its addresses were all seen on other guests$"
+	assert_file_not_exists "$CFG/failoverip/103"
+	run cat "$CFG/failoverip/104"
+	assert_output "100.128.0.103"
 }
 
 @test "vm-ip-from-arp: --replace makes the file exactly what is found" {
