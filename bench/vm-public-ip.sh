@@ -16,6 +16,7 @@ ns=pkbench-pub-$$
 pids=()
 cleanup() {
 	local p
+	exec 2>/dev/null # no "Killed" notices for the agents
 	# a stopped qemu-ga may not act on SIGTERM when continued: no mercy here
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
 	wait 2>/dev/null
