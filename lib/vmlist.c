@@ -449,20 +449,22 @@ parse_entry(struct jr *j, struct vm_owner *o, int *skip)
 		if (key_is(key, klen, "node")) {
 			if (seen_node++)
 				return jr_fail(j, "guest %u: duplicate \"node\"", o->vmid);
-			if (jr_peek(j) != '"' || jr_string(j, node, sizeof node, &n) < 0 ||
-			    n >= sizeof node || !node_name_valid(node)) {
-				j->failed = 0;
+			if (jr_peek(j) != '"')
 				return jr_fail(j, "guest %u: bad \"node\"", o->vmid);
-			}
+			if (jr_string(j, node, sizeof node, &n) < 0)
+				return -1;
+			if (n >= sizeof node || !node_name_valid(node))
+				return jr_fail(j, "guest %u: bad \"node\"", o->vmid);
 			memcpy(o->node, node, n + 1);
 		} else if (key_is(key, klen, "type")) {
 			if (seen_type++)
 				return jr_fail(j, "guest %u: duplicate \"type\"", o->vmid);
-			if (jr_peek(j) != '"' || jr_string(j, type, sizeof type, &n) < 0 ||
-			    n >= sizeof type) {
-				j->failed = 0;
+			if (jr_peek(j) != '"')
 				return jr_fail(j, "guest %u: bad \"type\"", o->vmid);
-			}
+			if (jr_string(j, type, sizeof type, &n) < 0)
+				return -1;
+			if (n >= sizeof type)
+				return jr_fail(j, "guest %u: bad \"type\"", o->vmid);
 			if (strcmp(type, "openvz") == 0)
 				*skip = 1;
 			else if (guest_type_parse(type, &o->type) < 0)
