@@ -12,6 +12,7 @@ set -u -o pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${PVEKIT_BUILD:-$top/build}
+shipped_hooks=${PVEKIT_HOOKS:-$top/share/hooks} # /usr/share/pvekit/hooks when installed
 export PATH="$build:$top/tests/fakes:$PATH"
 S=$(mktemp -d /tmp/pvekit-demo.XXXXXX)
 PVE=$S/pve HOOKS=$S/hooks STATE=$S/state
@@ -97,7 +98,7 @@ name=$(sed -n 's/^\(name\|hostname\): //p' "$1" | head -n1)
 echo "$PVEKIT_TYPE $PVEKIT_VMID ($name) left: $PVEKIT_EVENT${PVEKIT_PEER:+ to $PVEKIT_PEER}, config at $1"
 EOF
 chmod +x "$HOOKS/up.d/10-hello" "$HOOKS/down.d/10-goodbye"
-ln -s "$top/share/hooks/failoverip-up" "$HOOKS/up.d/50-failoverip"
+ln -s "$shipped_hooks/failoverip-up" "$HOOKS/up.d/50-failoverip"
 
 # The Hetzner Robot stand-in: failover IP 203.0.113.60 is routed to pve2
 # (198.51.100.20); this node, pve1, is 198.51.100.10.
