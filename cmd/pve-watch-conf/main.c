@@ -84,7 +84,7 @@ struct watcher {
 	int have_read;     /* a map was read at least once */
 	int broken;        /* no usable map right now */
 	int dirty;         /* cur is not saved yet */
-	int save_failed;
+	int save_failed, copy_failed;
 	int reader_gone, out_errno;
 	enum source_mode last_mode;
 	int recheck_step;
@@ -288,20 +288,25 @@ static void
 refresh_copy(struct watcher *w, enum guest_type t, uint32_t vmid)
 {
 	char *live = guest_conf_path(w->o.pve_dir, w->o.node, t, vmid);
-	int live_failed;
+	int live_failed, r = store_refresh_copy(&w->st, live, t, vmid, &live_failed);
 
-	if (store_refresh_copy(&w->st, live, t, vmid, &live_failed) < 0) {
-		if (live_failed && errno == ENOENT) /* moved on since the map was read */
+	if (r < 0 && live_failed) {
+		if (errno == ENOENT) /* moved on since the map was read */
 			log_debug("%s: %s", live, strerror(errno));
-		else if (live_failed)
+		else
 			log_warn("%s: %s; keeping the previous copy, if any", live,
 			         errno == EINVAL ? "not a regular file" : strerror(errno));
-		else {
-			char *copy = store_copy_path(&w->st, t, vmid);
+	} else if (r < 0) {
+		/* The state disk failed (full, read-only): once, not per guest. */
+		char *copy = store_copy_path(&w->st, t, vmid);
 
-			log_warn("%s: %s", copy, strerror(errno));
-			free(copy);
-		}
+		if (!w->copy_failed++)
+			log_warn("%s: %s; config copies are not kept until it works again", copy,
+			         strerror(errno));
+		free(copy);
+	} else if (r > 0 && w->copy_failed) { /* a write, not an unchanged copy */
+		log_info("config copies are kept again (%d failed)", w->copy_failed);
+		w->copy_failed = 0;
 	}
 	free(live);
 }

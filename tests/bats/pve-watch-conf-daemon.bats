@@ -143,6 +143,42 @@ settle() { ticks_pass 20; }
 	wait_until 10 grep -qx "100 qemu pve1" "$STATE/watch/owners"
 }
 
+@test "a full state disk: events still flow, one warning for the copies, one for the map" {
+	command -v unshare >/dev/null || skip "unshare is not installed"
+	# A 64 KiB tmpfs as the state dir, in a mount namespace of the watcher's
+	# own: nothing outside sees it; /proc/PID/root shows it.
+	mkdir -p "$STATE"
+	printf '#!/bin/sh\nmount -t tmpfs -o size=64k tmpfs "$1" || exit 1\nshift\nexec "$@"\n' >"$T/small-disk"
+	chmod +x "$T/small-disk"
+	WATCH_WRAP=(unshare -m --propagation private "$T/small-disk" "$STATE")
+	watch_start
+	inside=/proc/$WATCH_PID/root$STATE
+	wait_until 5 test -e "$inside/watch/owners"
+
+	PMXCFS_SIM_DEFER=1 pmxcfs-sim bulk "$PVE" pve1 qemu 1000 100
+	pmxcfs-sim vmlist "$PVE"
+	wait_until 30 out_has 100
+	settle
+	expect_lines create 1000 1099
+	wait_until 10 grep -q "config copies are not kept until it works again" "$T/err"
+	assert_equal "$(grep -c "config copies are not kept" "$T/err")" 1
+	grep -q "No space left on device" "$T/err"
+	run grep -c "owners: No space left on device; retrying" "$T/err"
+	assert [ "$output" -le 1 ]
+
+	# Room again: a full read writes the copies and the map.
+	rm -f "$inside"/watch/guests/qemu-server/10[0-9][0-9].conf
+	pmxcfs-sim destroy "$PVE" 1000
+	wait_event "destroy 1000 qemu - -"
+	for id in $(seq 1001 1099); do rm "$PVE/nodes/pve1/qemu-server/$id.conf"; done
+	pmxcfs-sim vmlist "$PVE"
+	wait_until 30 out_has 200
+	pmxcfs-sim create "$PVE" pve1 lxc 999
+	wait_event "create 999 lxc - $(conf pve1 lxc 999)"
+	wait_until 10 test -e "$inside/watch/guests/lxc/999.conf"
+	wait_until 10 grep -qx "999 lxc pve1" "$inside/watch/owners"
+}
+
 @test "inotify queue overflow: one warning, everything read again, nothing lost or doubled" {
 	q=$(cat /proc/sys/fs/inotify/max_queued_events)
 	n=$((q + 1000))

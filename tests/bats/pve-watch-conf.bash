@@ -8,7 +8,7 @@ watch_pve() {
 
 # watch_start [ARGS...]: the watcher in the background on $PVE as pve1,
 # stdout in $T/out (or $WATCH_OUT), stderr in $T/err; returns once it told
-# systemd READY=1.
+# systemd READY=1. The array WATCH_WRAP, when set, is the command it runs under.
 watch_start() {
 	rm -f "$T/notify.sock" "$T/notify"
 	# What systemd would get, one datagram per line.
@@ -20,7 +20,7 @@ with open(sys.argv[2], "a") as f:
         f.write(s.recv(4096).decode() + "\n")
         f.flush()' "$T/notify.sock" "$T/notify"
 	wait_until 5 test -S "$T/notify.sock"
-	NOTIFY_SOCKET=$T/notify.sock start_bg pve-watch-conf --pve-dir "$PVE" --node pve1 \
+	NOTIFY_SOCKET=$T/notify.sock start_bg ${WATCH_WRAP[@]+"${WATCH_WRAP[@]}"} pve-watch-conf --pve-dir "$PVE" --node pve1 \
 		--state-dir "$STATE" --interval 0.1 "$@" >>"${WATCH_OUT:-$T/out}" 2>>"$T/err"
 	WATCH_PID=$BG_PID
 	wait_until 10 grep -qx READY=1 "$T/notify"
