@@ -1,5 +1,6 @@
 /* The map diff and the event lines on stdout. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,6 +200,15 @@ output_event(struct output *o, const struct event *e, const char *conf)
 		if (n < 0 && errno == EINTR) {
 			/* Half a line is finished; a whole one is not started. */
 			if (off == 0 && *o->stop)
+				return -2;
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* A non-blocking pipe that is full: wait for room (signals
+			 * are deliverable here, so a stop still gets through). */
+			struct pollfd p = { o->fd, POLLOUT, 0 };
+
+			if (poll(&p, 1, -1) < 0 && errno == EINTR && off == 0 && *o->stop)
 				return -2;
 			continue;
 		}

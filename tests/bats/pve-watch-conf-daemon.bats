@@ -143,6 +143,27 @@ settle() { ticks_pass 20; }
 	wait_until 10 grep -qx "100 qemu pve1" "$STATE/watch/owners"
 }
 
+@test "a non-blocking stdout pipe that fills up: every line still arrives" {
+	PMXCFS_SIM_DEFER=1 pmxcfs-sim bulk "$PVE" pve1 lxc 100 2000
+	pmxcfs-sim vmlist "$PVE"
+	run -0 --separate-stderr python3 -c 'import os, subprocess, sys, time
+r, w = os.pipe()
+os.set_blocking(w, False)
+p = subprocess.Popen(sys.argv[1:], stdout=w)
+os.close(w)
+time.sleep(0.5)  # let it fill the pipe (2,000 lines, over 64 KiB)
+data = b""
+while True:
+    chunk = os.read(r, 4096)
+    if not chunk:
+        break
+    data += chunk
+    time.sleep(0.001)
+print(p.wait(), len(data.splitlines()), len(set(data.splitlines())))' \
+		pve-watch-conf --pve-dir "$PVE" --node pve1 --state-dir "$STATE" --once --initial
+	assert_output "0 2000 2000"
+}
+
 @test "a full state disk: events still flow, one warning for the copies, one for the map" {
 	command -v unshare >/dev/null || skip "unshare is not installed"
 	# A 64 KiB tmpfs as the state dir, in a mount namespace of the watcher's
