@@ -295,7 +295,16 @@ same_as_run_parts() {
 	hook "$T/d/10-sig" 'exec grep -E "^(SigBlk|SigIgn)" /proc/self/status'
 	run -0 bash -c 'trap "" PIPE; exec run-hooks "$1"' _ "$T/d"
 	assert_line 'SigBlk:	0000000000000000'
-	assert_line 'SigIgn:	0000000000000000'
+	# SIGPIPE (13) is bit 12. Other bits may be set by whoever started the
+	# suite (glibc's internal signals 32 and 33, which no sigaction resets).
+	local ign
+	ign=$(sed -n 's/^SigIgn:\t//p' <<<"$output")
+	[ -n "$ign" ]
+	(( (0x$ign >> 12 & 1) == 0 ))
+	# and the parent really ignored it, so the reset is run-hooks' doing
+	run -0 bash -c 'trap "" PIPE; exec grep "^SigIgn" /proc/self/status'
+	ign=${output#SigIgn:	}
+	(( (0x$ign >> 12 & 1) == 1 ))
 }
 
 @test "usage errors exit 64 with a usage line; -h and -V exit 0" {
