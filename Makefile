@@ -89,8 +89,10 @@ fuzz:
 			$(addprefix build-fuzz/lib/,$(notdir $(LIB_OBJ))) $(LDLIBS); \
 		mkdir -p tests/fuzz/corpus-$$f; \
 		echo "fuzz: $$f for $(FUZZ_SECONDS)s"; \
-		build-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			tests/fuzz/corpus-$$f tests/fuzz/seeds/$${f#fuzz-} 2>&1 | grep -E '^(stat::number_of_executed_units|==|SUMMARY|Done)' ; \
+		rc=0; build-fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			tests/fuzz/corpus-$$f tests/fuzz/seeds/$${f#fuzz-} >build-fuzz/$$f.log 2>&1 || rc=$$?; \
+		grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY|Done)' build-fuzz/$$f.log; \
+		if [ $$rc -ne 0 ]; then echo "fuzz: $$f failed (exit $$rc), see build-fuzz/$$f.log"; exit 1; fi; \
 	done
 
 bench: deps all
