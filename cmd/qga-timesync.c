@@ -4,7 +4,6 @@
  * host's time in nanoseconds, taken right before the command is sent. */
 #include <getopt.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +12,9 @@
 
 #include "guest.h"
 #include "log.h"
+#include "opt.h"
 #include "qga.h"
 #include "util.h"
-#include "vmlist.h"
 
 #define GET_TIME "{\"execute\":\"guest-get-time\"}"
 #define WAIT_RETRY_MS 1000
@@ -61,46 +60,24 @@ struct sync {
 	char detail[256];
 };
 
-static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static _Noreturn void
-usage_error(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	log_err("%s", msg);
-	fputs(usage_text, stderr);
-	exit(EXIT_USAGE);
-}
-
 static void
 parse_args(int argc, char *argv[], struct opts *o)
 {
-	unsigned long v;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "nt:qvhV", long_options, NULL)) != -1) {
 		switch (c) {
 		case OPT_MAX_DRIFT:
-			if (parse_ulong(optarg, 86400000UL * 365, &v) < 0)
-				usage_error("--max-drift %s: want milliseconds", optarg);
-			o->max_drift_ms = (long)v;
+			o->max_drift_ms = (long)opt_ms("--max-drift", optarg, 0, 86400000UL * 365);
 			break;
 		case 'n':
 			o->dry_run = 1;
 			break;
 		case 't':
-			if (parse_ulong(optarg, 600000, &v) < 0 || v == 0)
-				usage_error("--timeout %s: want milliseconds, 1 to 600000", optarg);
-			o->timeout_ms = (int)v;
+			o->timeout_ms = (int)opt_ms("--timeout", optarg, 1, 600000);
 			break;
 		case OPT_WAIT:
-			if (parse_seconds(optarg, &o->wait_s) < 0)
-				usage_error("--wait %s: want seconds", optarg);
+			o->wait_s = opt_seconds("--wait", optarg, 0, OPT_NO_MAX);
 			break;
 		case OPT_ALL:
 			o->all = 1;
@@ -112,9 +89,7 @@ parse_args(int argc, char *argv[], struct opts *o)
 			o->pve_dir = optarg;
 			break;
 		case OPT_NODE:
-			if (!node_name_valid(optarg))
-				usage_error("--node %s: not a node name", optarg);
-			o->node = optarg;
+			o->node = opt_node(optarg);
 			break;
 		case OPT_JSON:
 			o->json = 1;
@@ -126,14 +101,11 @@ parse_args(int argc, char *argv[], struct opts *o)
 			log_verbose++;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
+			opt_help();
 		case 'V':
-			print_version();
-			exit(0);
+			opt_version();
 		default:
-			fputs(usage_text, stderr);
-			exit(EXIT_USAGE);
+			opt_bad();
 		}
 	}
 	if (o->all && optind < argc)
@@ -292,6 +264,7 @@ main(int argc, char *argv[])
 	int rc, timeouts = 0, fails = 0;
 
 	log_init("qga-timesync");
+	opt_usage(usage_text, NULL);
 	parse_args(argc, argv, &o);
 	if (!o.node)
 		o.node = local_node_name();

@@ -3,7 +3,6 @@
  * every agent-enabled guest of this node (watch.c). */
 #include <getopt.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +12,10 @@
 
 #include "guest.h"
 #include "log.h"
+#include "opt.h"
 #include "qga-ping.h"
 #include "qga.h"
 #include "util.h"
-#include "vmlist.h"
 
 #define PING_COMMAND "{\"execute\":\"guest-ping\"}"
 
@@ -66,44 +65,15 @@ struct opts {
 	struct watch_opts w;
 };
 
-static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static _Noreturn void
-usage_error(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	log_err("%s", msg);
-	fputs(usage_text, stderr);
-	exit(EXIT_USAGE);
-}
-
-static double
-seconds_arg(const char *name, const char *arg, double min)
-{
-	double v;
-
-	if (parse_seconds(arg, &v) < 0 || v < min)
-		usage_error("%s %s: want seconds (fractions allowed), at least %g", name, arg, min);
-	return v;
-}
-
 static void
 parse_args(int argc, char *argv[], struct opts *o)
 {
-	unsigned long v;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "t:qvwi:hV", long_options, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (parse_ulong(optarg, 600000, &v) < 0 || v == 0)
-				usage_error("--timeout %s: want milliseconds, 1 to 600000", optarg);
-			o->w.timeout_ms = (int)v;
+			o->w.timeout_ms = (int)opt_ms("--timeout", optarg, 1, 600000);
 			break;
 		case OPT_QGA_DIR:
 			o->w.qga_dir = optarg;
@@ -112,9 +82,7 @@ parse_args(int argc, char *argv[], struct opts *o)
 			o->w.pve_dir = optarg;
 			break;
 		case OPT_NODE:
-			if (!node_name_valid(optarg))
-				usage_error("--node %s: not a node name", optarg);
-			o->w.node = optarg;
+			o->w.node = opt_node(optarg);
 			break;
 		case OPT_ALL:
 			o->all = 1;
@@ -132,34 +100,30 @@ parse_args(int argc, char *argv[], struct opts *o)
 			o->watch = 1;
 			break;
 		case 'i':
-			o->w.interval_s = seconds_arg("--interval", optarg, 0.05);
+			o->w.interval_s = opt_seconds("--interval", optarg, 0.05, OPT_NO_MAX);
 			break;
 		case OPT_THRESHOLD:
-			if (parse_ulong(optarg, 10000, &v) < 0 || v == 0)
-				usage_error("--threshold %s: want a count, 1 to 10000", optarg);
-			o->w.threshold = (unsigned)v;
+			o->w.threshold = (unsigned)opt_count("--threshold", optarg, 1, 10000);
 			break;
 		case OPT_GRACE:
-			o->w.grace_s = seconds_arg("--grace", optarg, 0);
+			o->w.grace_s = opt_seconds("--grace", optarg, 0, OPT_NO_MAX);
 			break;
 		case OPT_EXEC:
 			o->w.exec_cmd = optarg;
 			break;
 		case OPT_EXEC_TIMEOUT:
-			o->w.exec_timeout_s = seconds_arg("--exec-timeout", optarg, 0.1);
+			o->w.exec_timeout_s =
+			    opt_seconds("--exec-timeout", optarg, 0.1, OPT_NO_MAX);
 			break;
 		case OPT_TIMESYNC_GAP:
-			o->w.timesync_gap_s = seconds_arg("--timesync-gap", optarg, 0);
+			o->w.timesync_gap_s = opt_seconds("--timesync-gap", optarg, 0, OPT_NO_MAX);
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
+			opt_help();
 		case 'V':
-			print_version();
-			exit(0);
+			opt_version();
 		default:
-			fputs(usage_text, stderr);
-			exit(EXIT_USAGE);
+			opt_bad();
 		}
 	}
 	if (o->watch && (o->all || optind < argc))
@@ -258,6 +222,7 @@ main(int argc, char *argv[])
 	int rc;
 
 	log_init("qga-ping");
+	opt_usage(usage_text, NULL);
 	parse_args(argc, argv, &o);
 	if (!o.w.node)
 		o.w.node = local_node_name();

@@ -1,0 +1,105 @@
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "opt.h"
+#include "util.h"
+#include "vmlist.h"
+
+static const char *usage_text = "";
+static const char *help_text;
+
+void
+opt_usage(const char *usage, const char *help)
+{
+	usage_text = usage;
+	help_text = help;
+}
+
+void
+opt_help(void)
+{
+	fputs(usage_text, stdout);
+	if (help_text)
+		printf("\n%s", help_text);
+	exit(0);
+}
+
+void
+opt_version(void)
+{
+	print_version();
+	exit(0);
+}
+
+void
+opt_bad(void)
+{
+	fputs(usage_text, stderr);
+	exit(EXIT_USAGE);
+}
+
+void
+usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_err("%s", msg);
+	opt_bad();
+}
+
+void
+opt_no_operands(int argc, char *const argv[])
+{
+	if (optind < argc)
+		usage_error("%s: unexpected argument", argv[optind]);
+}
+
+double
+opt_seconds(const char *opt, const char *arg, double min, double max)
+{
+	double v;
+
+	if (parse_seconds(arg, &v) == 0 && v >= min && v <= max)
+		return v;
+	if (max >= OPT_NO_MAX)
+		usage_error("%s %s: want seconds, at least %g", opt, arg, min);
+	usage_error("%s %s: want seconds from %g to %g", opt, arg, min, max);
+}
+
+static unsigned long
+whole_number(const char *opt, const char *arg, unsigned long min, unsigned long max,
+             const char *unit)
+{
+	unsigned long v;
+
+	if (parse_ulong(arg, max, &v) < 0 || v < min)
+		usage_error("%s %s: want %s from %lu to %lu", opt, arg, unit, min, max);
+	return v;
+}
+
+unsigned long
+opt_ms(const char *opt, const char *arg, unsigned long min, unsigned long max)
+{
+	return whole_number(opt, arg, min, max, "milliseconds");
+}
+
+unsigned long
+opt_count(const char *opt, const char *arg, unsigned long min, unsigned long max)
+{
+	return whole_number(opt, arg, min, max, "a number");
+}
+
+const char *
+opt_node(const char *arg)
+{
+	if (!node_name_valid(arg))
+		usage_error("--node %s: not a node name (letters, digits, '-')", arg);
+	return arg;
+}
