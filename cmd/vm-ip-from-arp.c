@@ -14,6 +14,7 @@
 #include "ipfile.h"
 #include "log.h"
 #include "nl.h"
+#include "opt.h"
 #include "util.h"
 #include "vmlist.h"
 
@@ -33,39 +34,26 @@ struct mac_owner {
 	uint32_t vmid;
 };
 
-static const char usage_line[] =
-    "usage: vm-ip-from-arp [-anv] [-b IFACE] [--replace] [--no-prune] [--probe IP...|-]";
+static const char usage_text[] =
+    "usage: vm-ip-from-arp [-anv] [-b IFACE] [--replace] [--no-prune] [--probe IP...|-]\n";
 
-static void
-usage(void)
-{
-	printf("%s\n\n"
-	       "Finds the IP addresses of this node's guests in the kernel's neighbour\n"
-	       "tables (IPv4 and IPv6) by the MACs of their NICs, prints \"VMID IP\" lines\n"
-	       "and writes CONFIG_DIR/failoverip/VMID.\n\n"
-	       "  -a, --all                keep IPv6 link-local addresses (fe80::/10)\n"
-	       "  -b, --bridge IFACE       only neighbours on IFACE (may be repeated)\n"
-	       "  -p, --probe              resolve the addresses given as arguments\n"
-	       "                           (or on stdin with \"-\") before the lookup\n"
-	       "      --probe-timeout SECS deadline for all probes (default 3)\n"
-	       "      --replace            a guest's file becomes exactly what is found\n"
-	       "      --no-prune           keep files of guests that no longer exist\n"
-	       "  -v, --verbose            only print, write nothing (also -n, --dry-run)\n"
-	       "      --config-dir DIR     default /etc/pve/pvekit\n"
-	       "      --pve-dir DIR        default /etc/pve\n"
-	       "      --node NAME          default: this host's name\n"
-	       "  -h, --help               this help\n"
-	       "  -V, --version            print the version\n",
-	       usage_line);
-}
-
-/* After the one-line reason: the usage line, exit 64. */
-static _Noreturn void
-bad_usage(void)
-{
-	fprintf(stderr, "%s\n", usage_line);
-	exit(EXIT_USAGE);
-}
+static const char help_text[] =
+    "Finds the IP addresses of this node's guests in the kernel's neighbour\n"
+    "tables (IPv4 and IPv6) by the MACs of their NICs, prints \"VMID IP\" lines\n"
+    "and writes CONFIG_DIR/failoverip/VMID.\n\n"
+    "  -a, --all                keep IPv6 link-local addresses (fe80::/10)\n"
+    "  -b, --bridge IFACE       only neighbours on IFACE (may be repeated)\n"
+    "  -p, --probe              resolve the addresses given as arguments\n"
+    "                           (or on stdin with \"-\") before the lookup\n"
+    "      --probe-timeout SECS deadline for all probes (default 3)\n"
+    "      --replace            a guest's file becomes exactly what is found\n"
+    "      --no-prune           keep files of guests that no longer exist\n"
+    "  -v, --verbose            only print, write nothing (also -n, --dry-run)\n"
+    "      --config-dir DIR     default /etc/pve/pvekit\n"
+    "      --pve-dir DIR        default /etc/pve\n"
+    "      --node NAME          default: this host's name\n"
+    "  -h, --help               this help\n"
+    "  -V, --version            print the version\n";
 
 static void
 add_bridge(struct opts *o, const char *name)
@@ -98,7 +86,6 @@ parse_args(int argc, char **argv, struct opts *o)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	double secs;
 	int c;
 
 	*o = (struct opts){ .pve_dir = "/etc/pve",
@@ -122,11 +109,8 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->print_only = 1;
 			break;
 		case O_PROBE_TIMEOUT:
-			if (parse_seconds(optarg, &secs) < 0 || secs > 600) {
-				log_err("--probe-timeout %s: want seconds (0 to 600)", optarg);
-				bad_usage();
-			}
-			o->probe_timeout_ms = (int)(secs * 1000);
+			o->probe_timeout_ms =
+			    (int)(opt_seconds("--probe-timeout", optarg, 0, 600) * 1000);
 			break;
 		case O_REPLACE:
 			o->replace = 1;
@@ -141,39 +125,27 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->pve_dir = optarg;
 			break;
 		case O_NODE:
-			if (!node_name_valid(optarg)) {
-				log_err("--node %s: not a node name", optarg);
-				bad_usage();
-			}
-			o->node = optarg;
+			o->node = opt_node(optarg);
 			break;
 		case 'h':
-			usage();
-			exit(0);
+			opt_help();
 		case 'V':
-			print_version();
-			exit(0);
+			opt_version();
 		default:
-			bad_usage();
+			opt_bad();
 		}
 	}
 	o->args = argv + optind;
 	o->nargs = argc - optind;
-	if (o->nargs && !o->probe) {
-		log_err("%s: unexpected argument (addresses go with --probe)", o->args[0]);
-		bad_usage();
-	}
+	if (o->nargs && !o->probe)
+		usage_error("%s: unexpected argument (addresses go with --probe)", o->args[0]);
 	for (int i = 0; i < o->nargs; i++) {
 		struct ipaddr ip;
-		if (strcmp(o->args[i], "-") != 0 && ipaddr_parse(o->args[i], &ip) < 0) {
-			log_err("--probe %s: not an IP address", o->args[i]);
-			bad_usage();
-		}
+		if (strcmp(o->args[i], "-") != 0 && ipaddr_parse(o->args[i], &ip) < 0)
+			usage_error("--probe %s: not an IP address", o->args[i]);
 	}
-	if (o->probe && !o->nargs) {
-		log_err("%s", "--probe: no address given (use - to read them from stdin)");
-		bad_usage();
-	}
+	if (o->probe && !o->nargs)
+		usage_error("--probe: no address given (use - to read them from stdin)");
 }
 
 static int
@@ -330,6 +302,7 @@ main(int argc, char **argv)
 	int from_file, rc = 0;
 
 	log_init("vm-ip-from-arp");
+	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 
 	nodedir = xasprintf("%s/nodes/%s", o.pve_dir, o.node);

@@ -19,6 +19,7 @@
 #include "ipfile.h"
 #include "log.h"
 #include "nl.h"
+#include "opt.h"
 #include "qga.h"
 #include "util.h"
 #include "vmlist.h"
@@ -43,41 +44,28 @@ struct found {
 	unsigned skipped; /* guests that should have answered and did not */
 };
 
-static const char usage_line[] =
+static const char usage_text[] =
     "usage: vm-public-ip [-anv] [--timeout SECS] [--run-dir DIR] [--cgroup-dir DIR] "
-    "[--ct-pid VMID=PID]";
+    "[--ct-pid VMID=PID]\n";
 
-static void
-usage(void)
-{
-	printf("%s\n\n"
-	       "Asks every running QEMU guest of this node with the agent enabled for its\n"
-	       "addresses (guest-network-get-interfaces), reads every running container's\n"
-	       "addresses from its network namespace, prints \"VMID IP\" lines and writes\n"
-	       "CONFIG_DIR/failoverip/VMID. Only public addresses unless --all.\n\n"
-	       "  -a, --all               keep every address (private, link-local, ...)\n"
-	       "      --timeout SECS      deadline per guest (default 5; \"500ms\" works too)\n"
-	       "      --no-prune          keep files of guests that no longer exist\n"
-	       "  -v, --verbose           only print, write nothing (also -n, --dry-run)\n"
-	       "      --run-dir DIR       VMID.pid and VMID.qga (default /var/run/qemu-server;\n"
-	       "                          also --qga-dir)\n"
-	       "      --cgroup-dir DIR    where lxc/VMID lives (default /sys/fs/cgroup)\n"
-	       "      --ct-pid VMID=PID   the init process of container VMID (may be repeated)\n"
-	       "      --config-dir DIR    default /etc/pve/pvekit\n"
-	       "      --pve-dir DIR       default /etc/pve\n"
-	       "      --node NAME         default: this host's name\n"
-	       "  -h, --help              this help\n"
-	       "  -V, --version           print the version\n",
-	       usage_line);
-}
-
-/* After the one-line reason: the usage line, exit 64. */
-static _Noreturn void
-bad_usage(void)
-{
-	fprintf(stderr, "%s\n", usage_line);
-	exit(EXIT_USAGE);
-}
+static const char help_text[] =
+    "Asks every running QEMU guest of this node with the agent enabled for its\n"
+    "addresses (guest-network-get-interfaces), reads every running container's\n"
+    "addresses from its network namespace, prints \"VMID IP\" lines and writes\n"
+    "CONFIG_DIR/failoverip/VMID. Only public addresses unless --all.\n\n"
+    "  -a, --all               keep every address (private, link-local, ...)\n"
+    "      --timeout SECS      deadline per guest (default 5; \"500ms\" works too)\n"
+    "      --no-prune          keep files of guests that no longer exist\n"
+    "  -v, --verbose           only print, write nothing (also -n, --dry-run)\n"
+    "      --run-dir DIR       VMID.pid and VMID.qga (default /var/run/qemu-server;\n"
+    "                          also --qga-dir)\n"
+    "      --cgroup-dir DIR    where lxc/VMID lives (default /sys/fs/cgroup)\n"
+    "      --ct-pid VMID=PID   the init process of container VMID (may be repeated)\n"
+    "      --config-dir DIR    default /etc/pve/pvekit\n"
+    "      --pve-dir DIR       default /etc/pve\n"
+    "      --node NAME         default: this host's name\n"
+    "  -h, --help              this help\n"
+    "  -V, --version           print the version\n";
 
 /* "5", "0.5" (seconds) or "500ms". */
 static int
@@ -110,15 +98,11 @@ add_ct_pid(struct opts *o, const char *arg)
 	uint32_t vmid;
 	char *id;
 
-	if (!eq) {
-		log_err("--ct-pid %s: want VMID=PID", arg);
-		bad_usage();
-	}
+	if (!eq)
+		usage_error("--ct-pid %s: want VMID=PID", arg);
 	id = xstrndup(arg, eq - arg);
-	if (parse_vmid(id, &vmid) < 0 || parse_ulong(eq + 1, 4194304, &pid) < 0 || !pid) {
-		log_err("--ct-pid %s: want VMID=PID", arg);
-		bad_usage();
-	}
+	if (parse_vmid(id, &vmid) < 0 || parse_ulong(eq + 1, 4194304, &pid) < 0 || !pid)
+		usage_error("--ct-pid %s: want VMID=PID", arg);
 	free(id);
 	o->ct_pids = xreallocarray(o->ct_pids, o->nct_pids + 1, sizeof *o->ct_pids);
 	o->ct_pids[o->nct_pids++] = (struct ct_pid){ vmid, (pid_t)pid };
@@ -173,11 +157,10 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->print_only = 1;
 			break;
 		case O_TIMEOUT:
-			if (parse_timeout(optarg, &o->timeout_ms) < 0) {
-				log_err("--timeout %s: want seconds (above 0, at most 600)",
-				        optarg);
-				bad_usage();
-			}
+			if (parse_timeout(optarg, &o->timeout_ms) < 0)
+				usage_error("--timeout %s: want seconds from 0.001 to 600, or "
+				            "milliseconds as in 500ms",
+				            optarg);
 			break;
 		case O_NO_PRUNE:
 			o->prune = 0;
@@ -198,26 +181,17 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->pve_dir = optarg;
 			break;
 		case O_NODE:
-			if (!node_name_valid(optarg)) {
-				log_err("--node %s: not a node name", optarg);
-				bad_usage();
-			}
-			o->node = optarg;
+			o->node = opt_node(optarg);
 			break;
 		case 'h':
-			usage();
-			exit(0);
+			opt_help();
 		case 'V':
-			print_version();
-			exit(0);
+			opt_version();
 		default:
-			bad_usage();
+			opt_bad();
 		}
 	}
-	if (optind < argc) {
-		log_err("%s: unexpected argument", argv[optind]);
-		bad_usage();
-	}
+	opt_no_operands(argc, argv);
 }
 
 static void
@@ -475,6 +449,7 @@ main(int argc, char **argv)
 	int from_file, rc = 0;
 
 	log_init("vm-public-ip");
+	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 
 	nodedir = xasprintf("%s/nodes/%s", o.pve_dir, o.node);

@@ -103,7 +103,7 @@ EOF
 	run -0 vm-public-ip -V
 	assert_output --regexp '^vm-public-ip [0-9]'
 	run -64 vm-public-ip --timeout 0
-	assert_line "vm-public-ip: --timeout 0: want seconds (above 0, at most 600)"
+	assert_line "vm-public-ip: --timeout 0: want seconds from 0.001 to 600, or milliseconds as in 500ms"
 	run -64 vm-public-ip --timeout soon
 	run -0 public_ip --timeout 250ms -v
 	run -64 vm-public-ip --ct-pid 110
