@@ -3,7 +3,6 @@
  * runs up.d/down.d hooks for pve-watch-conf's guest events. */
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "opt.h"
 #include "run-hooks.h"
 
 #define DEFAULT_EVENTS_TIMEOUT_MS (300 * 1000)
@@ -67,31 +67,12 @@ static const char usage_text[] =
     "       run-hooks --events HOOKS [-v] [-j N] [--state-dir DIR] [--node NAME]\n"
     "                 [--timeout SECS] [--kill-after SECS] [--exit-on-error] [-u UMASK]\n";
 
-static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static _Noreturn void
-usage_error(const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	log_err("%s", msg);
-	fputs(usage_text, stderr);
-	exit(EXIT_USAGE);
-}
-
 static int64_t
 parse_ms(const char *opt, const char *s)
 {
-	double secs;
-	int64_t ms;
+	double secs = opt_seconds(opt, s, 0, OPT_NO_MAX);
+	int64_t ms = (int64_t)(secs * 1000);
 
-	if (parse_seconds(s, &secs) < 0)
-		usage_error("%s: want seconds (fractions allowed), not \"%s\"", opt, s);
-	ms = (int64_t)(secs * 1000);
 	return ms < secs * 1000 ? ms + 1 : ms; /* rounded up: 0.0001 is not "none" */
 }
 
@@ -101,7 +82,7 @@ parse_umask(const char *s)
 	size_t n = strspn(s, "01234567");
 
 	if (n == 0 || n > 4 || s[n])
-		usage_error("--umask: want an octal mode such as 022, not \"%s\"", s);
+		usage_error("--umask %s: want an octal mode such as 022", s);
 	return (mode_t)strtoul(s, NULL, 8);
 }
 
@@ -117,7 +98,6 @@ static int
 parse_args(int argc, char **argv, struct opts *o)
 {
 	int c, given_jobs = 0, given_state = 0, given_node = 0;
-	unsigned long n;
 	char err[256];
 
 	*o = (struct opts){
@@ -174,10 +154,7 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->events = optarg;
 			break;
 		case 'j':
-			if (parse_ulong(optarg, MAX_JOBS, &n) < 0 || n == 0)
-				usage_error("--jobs: want a number from 1 to %d, not \"%s\"",
-				            MAX_JOBS, optarg);
-			o->jobs = n;
+			o->jobs = opt_count("--jobs", optarg, 1, MAX_JOBS);
 			given_jobs = 1;
 			break;
 		case OPT_STATE_DIR:
@@ -185,20 +162,15 @@ parse_args(int argc, char **argv, struct opts *o)
 			given_state = 1;
 			break;
 		case OPT_NODE:
-			if (!*optarg)
-				usage_error("--node: empty name");
-			o->node = optarg;
+			o->node = opt_node(optarg);
 			given_node = 1;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
+			opt_help();
 		case 'V':
-			print_version();
-			exit(0);
+			opt_version();
 		default:
-			fputs(usage_text, stderr);
-			exit(EXIT_USAGE);
+			opt_bad();
 		}
 	}
 	if (o->list && o->test)
@@ -385,6 +357,7 @@ main(int argc, char **argv)
 	int dir, rc;
 
 	log_init("run-hooks");
+	opt_usage(usage_text, NULL);
 	dir = parse_args(argc, argv, &o);
 	setup_signals();
 	umask(o.umask);
