@@ -9,6 +9,7 @@
 
 #include "guest.h"
 #include "log.h"
+#include "opt.h"
 #include "tcpcheck.h"
 #include "util.h"
 
@@ -57,12 +58,29 @@ static const char usage_text[] =
     "                [--node NAME] [--run-dir DIR] [--lxc-dir DIR] [--interval SECS]\n"
     "                [--systemd-run]\n";
 
-static void
-usage_error(const char *msg)
+/* Options that only --watch uses, and those only one-shot checks use. */
+static int
+watch_only_option(int c)
 {
-	log_err("%s", msg);
-	fputs(usage_text, stderr);
-	exit(EXIT_USAGE);
+	switch (c) {
+	case OPT_CONFIG_DIR:
+	case OPT_PVE_DIR:
+	case OPT_NODE:
+	case OPT_RUN_DIR:
+	case OPT_LXC_DIR:
+	case OPT_INTERVAL:
+	case 'n':
+	case OPT_SYSTEMD_RUN:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static int
+oneshot_only_option(int c)
+{
+	return c == OPT_ALL || c == OPT_ANY || c == 'q';
 }
 
 int
@@ -77,27 +95,24 @@ main(int argc, char **argv)
 		.interval = 2,
 	};
 	int watch = 0, c, watch_only = 0, oneshot_only = 0;
-	unsigned long ul;
 
 	log_init("tcpcheck");
+	opt_usage(usage_text, NULL);
 	while ((c = getopt_long(argc, argv, "t:qwnvhV", options, NULL)) != -1) {
+		watch_only |= watch_only_option(c);
+		oneshot_only |= oneshot_only_option(c);
 		switch (c) {
 		case 't':
-			if (parse_ulong(optarg, 3600000, &ul) < 0 || ul == 0)
-				usage_error("--timeout: want milliseconds, 1 to 3600000");
-			o.timeout_ms = (int)ul;
+			o.timeout_ms = (int)opt_ms("--timeout", optarg, 1, 3600000);
 			break;
 		case OPT_ALL:
 			o.any = 0;
-			oneshot_only = 1;
 			break;
 		case OPT_ANY:
 			o.any = 1;
-			oneshot_only = 1;
 			break;
 		case 'q':
 			o.quiet = 1;
-			oneshot_only = 1;
 			break;
 		case OPT_JSON:
 			o.json = w.json = 1;
@@ -107,52 +122,37 @@ main(int argc, char **argv)
 			break;
 		case OPT_CONFIG_DIR:
 			w.config_dir = optarg;
-			watch_only = 1;
 			break;
 		case OPT_PVE_DIR:
 			w.pve_dir = optarg;
-			watch_only = 1;
 			break;
 		case OPT_NODE:
-			if (!node_name_valid(optarg))
-				usage_error("--node: not a valid node name");
-			w.node = optarg;
-			watch_only = 1;
+			w.node = opt_node(optarg);
 			break;
 		case OPT_RUN_DIR:
 			w.run_dir = optarg;
-			watch_only = 1;
 			break;
 		case OPT_LXC_DIR:
 			w.lxc_dir = optarg;
-			watch_only = 1;
 			break;
 		case OPT_INTERVAL:
-			if (parse_seconds(optarg, &w.interval) < 0 || w.interval < 0.01)
-				usage_error(
-				    "--interval: want seconds (fractions allowed), at least 0.01");
-			watch_only = 1;
+			w.interval = opt_seconds("--interval", optarg, 0.01, OPT_NO_MAX);
 			break;
 		case 'n':
 			w.dry_run = 1;
-			watch_only = 1;
 			break;
 		case OPT_SYSTEMD_RUN:
 			w.systemd_run = 1;
-			watch_only = 1;
 			break;
 		case 'v':
 			log_verbose++;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			return 0;
+			opt_help();
 		case 'V':
-			print_version();
-			return 0;
+			opt_version();
 		default:
-			fputs(usage_text, stderr);
-			return EXIT_USAGE;
+			opt_bad();
 		}
 	}
 	argc -= optind;
