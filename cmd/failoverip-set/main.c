@@ -11,6 +11,7 @@
 
 #include "failoverip.h"
 #include "log.h"
+#include "opt.h"
 #include "util.h"
 
 #define DEFAULT_CONFIG "/etc/pvekit/failoverip.conf"
@@ -26,13 +27,6 @@ struct opts {
 	double timeout;
 	int dry_run, list, skip_unknown;
 };
-
-static _Noreturn void
-usage(void)
-{
-	fputs(usage_text, stderr);
-	exit(EXIT_USAGE);
-}
 
 static void
 parse_args(int argc, char **argv, struct opts *o)
@@ -70,34 +64,23 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->skip_unknown = 1;
 			break;
 		case 'T':
-			if (parse_seconds(optarg, &o->timeout) < 0 || o->timeout <= 0 ||
-			    o->timeout > 86400) {
-				log_err("--timeout: want seconds (0 < SECS <= 86400), not '%s'",
-				        optarg);
-				usage();
-			}
+			o->timeout = opt_seconds("--timeout", optarg, 0.001, 86400);
 			break;
 		case 'v':
 			log_verbose++;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
+			opt_help();
 		case 'V':
-			print_version();
-			exit(0);
+			opt_version();
 		default:
-			usage();
+			opt_bad();
 		}
 	}
-	if (!o->list && optind >= argc) {
-		log_err("no IP given");
-		usage();
-	}
-	if (o->list && (o->to || o->dry_run)) {
-		log_err("--list takes neither --to nor --dry-run");
-		usage();
-	}
+	if (!o->list && optind >= argc)
+		usage_error("no IP given");
+	if (o->list && (o->to || o->dry_run))
+		usage_error("--list takes neither --to nor --dry-run");
 }
 
 /* "IP" or "IP/PREFIX", IPv4 or IPv6, kept in canonical form; a full-length
@@ -157,14 +140,10 @@ parse_ips(char **args, int n, const struct provider *p, size_t *count)
 		struct fip *ip = parse_ip(args[i]);
 		int dup = 0;
 
-		if (!ip) {
-			log_err("not an IP address or IP/PREFIX: '%s'", args[i]);
-			usage();
-		}
-		if (p == &provider_online && ip->prefix >= 0) {
-			log_err("online moves single addresses, not blocks: '%s'", args[i]);
-			usage();
-		}
+		if (!ip)
+			usage_error("not an IP address or IP/PREFIX: '%s'", args[i]);
+		if (p == &provider_online && ip->prefix >= 0)
+			usage_error("online moves single addresses, not blocks: '%s'", args[i]);
 		for (size_t k = 0; k < m && !dup; k++)
 			dup = strcmp(ips[k]->text, ip->text) == 0;
 		if (dup)
@@ -524,6 +503,7 @@ main(int argc, char **argv)
 	int rc;
 
 	log_init("failoverip-set");
+	opt_usage(usage_text, NULL);
 	parse_args(argc, argv, &o);
 	config_load(&cfg, o.config);
 	if (o.timeout > 0)
@@ -531,10 +511,8 @@ main(int argc, char **argv)
 	if (cfg.connect_timeout > cfg.timeout)
 		cfg.connect_timeout = cfg.timeout;
 	dest = o.to ? o.to : cfg.destination;
-	if (o.to && !cfg.provider->valid_dest(o.to)) {
-		log_err("--to: not a valid %s destination: '%s'", cfg.provider->name, o.to);
-		usage();
-	}
+	if (o.to && !cfg.provider->valid_dest(o.to))
+		usage_error("--to: not a valid %s destination: '%s'", cfg.provider->name, o.to);
 	if (!o.list && !dest)
 		die(EXIT_CONFIG, "%s: no destination: set destination= or give --to", cfg.path);
 	ips = parse_ips(argv + optind, argc - optind, cfg.provider, &n);
