@@ -12,7 +12,6 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 
 #include "log.h"
 #include "notify.h"
+#include "opt.h"
 #include "util.h"
 #include "vmlist.h"
 #include "watch.h"
@@ -110,19 +110,6 @@ on_hup(int sig)
 	got_hup = 1;
 }
 
-__attribute__((format(printf, 1, 2))) static _Noreturn void
-usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "pve-watch-conf: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\n%s", usage_text);
-	exit(EXIT_USAGE);
-}
-
 /* An absolute path without trailing slashes: CONF paths on the event lines
  * must work from any working directory, and a newline would split a line. */
 static char *
@@ -156,8 +143,7 @@ parse_options(int argc, char **argv, struct opts *o)
 	int c;
 
 	memset(o, 0, sizeof *o);
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":vhV", long_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "vhV", long_options, NULL)) != -1) {
 		switch (c) {
 		case OPT_PVE_DIR:
 			pve_dir = optarg;
@@ -184,21 +170,14 @@ parse_options(int argc, char **argv, struct opts *o)
 			log_verbose++;
 			break;
 		case 'h':
-			printf("%s\n%s", usage_text, help_text);
-			exit(0);
+			opt_help();
 		case 'V':
-			print_version();
-			exit(0);
-		case ':':
-			usage_error("option %s needs a value", argv[optind - 1]);
+			opt_version();
 		default:
-			if (optopt)
-				usage_error("unknown option -%c", optopt);
-			usage_error("unknown option %s", argv[optind - 1]);
+			opt_bad();
 		}
 	}
-	if (optind < argc)
-		usage_error("unexpected argument \"%s\"", argv[optind]);
+	opt_no_operands(argc, argv);
 
 	if (o->interval && (parse_seconds(o->interval, &secs) < 0 || secs < 0.01 || secs > 86400))
 		die(EXIT_CONFIG, "--interval %s: want seconds from 0.01 to 86400", o->interval);
@@ -728,6 +707,7 @@ main(int argc, char **argv)
 	int rc;
 
 	log_init("pve-watch-conf");
+	opt_usage(usage_text, help_text);
 	memset(&w, 0, sizeof w);
 	parse_options(argc, argv, &w.o);
 	setup(&w);

@@ -27,13 +27,13 @@ teardown() {
 
 	run -64 --separate-stderr pve-watch-conf --bogus
 	assert_output ""
-	[[ $stderr == *"unknown option --bogus"* && $stderr == *"usage: pve-watch-conf"* ]]
+	[[ $stderr == *"unrecognized option '--bogus'"* && $stderr == *"usage: pve-watch-conf"* ]]
 	run -64 --separate-stderr pve-watch-conf -x
-	[[ $stderr == *"unknown option -x"* ]]
+	[[ $stderr == *"invalid option -- 'x'"* ]]
 	run -64 --separate-stderr pve-watch-conf --pve-dir "$PVE" extra
-	[[ $stderr == *'unexpected argument "extra"'* ]]
+	[[ $stderr == *"pve-watch-conf: extra: unexpected argument"* ]]
 	run -64 --separate-stderr pve-watch-conf --interval
-	[[ $stderr == *"option --interval needs a value"* ]]
+	[[ $stderr == *"option '--interval' requires an argument"* ]]
 
 	for bad in abc 0 -1 0.001 1e3x 100000; do
 		run -78 --separate-stderr pve-watch-conf --pve-dir "$PVE" --state-dir "$STATE" \
