@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "guest.h"
 #include "log.h"
@@ -108,21 +106,6 @@ parse_args(int argc, char *argv[], struct opts *o)
 			opt_bad();
 		}
 	}
-	if (o->all && optind < argc)
-		usage_error("--all takes no operands");
-	if (!o->all && optind == argc && isatty(STDIN_FILENO))
-		usage_error("no guests given");
-}
-
-static size_t
-parallel_limit(void)
-{
-	struct rlimit rl;
-
-	raise_nofile_limit();
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		return rl.rlim_cur > 64 ? rl.rlim_cur - 32 : 16;
-	return 0;
 }
 
 /* Reads every guest clock at once; with --wait, asks again every second
@@ -131,7 +114,7 @@ static void
 read_clocks(const struct opts *o, struct sync *s, size_t n)
 {
 	int64_t until = mono_ms() + (int64_t)(o->wait_s * 1000);
-	size_t parallel = parallel_limit();
+	size_t parallel = qga_parallel_max();
 	struct qga_call *calls = xcalloc(n, sizeof *calls);
 	size_t *idx = xcalloc(n, sizeof *idx);
 
@@ -260,24 +243,14 @@ main(int argc, char *argv[])
 	struct qga_target *t;
 	struct sync *s;
 	size_t n;
-	char err[512];
-	int rc, timeouts = 0, fails = 0;
+	int timeouts = 0, fails = 0;
 
 	log_init("qga-timesync");
 	opt_usage(usage_text, NULL);
 	parse_args(argc, argv, &o);
 	if (!o.node)
 		o.node = local_node_name();
-	if (o.all) {
-		if (qga_targets_local(o.pve_dir, o.node, o.qga_dir, &t, &n, err, sizeof err) < 0)
-			die(EXIT_UNAVAILABLE, "%s", err);
-	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.qga_dir, &t, &n, err,
-	                                       sizeof err))) {
-		qga_targets_free(t, n);
-		if (rc == EXIT_USAGE)
-			usage_error("%s", err);
-		die(rc, "%s", err);
-	}
+	n = qga_targets_get(o.all, o.pve_dir, o.node, o.qga_dir, argc - optind, argv + optind, &t);
 	s = xcalloc(n, sizeof *s);
 	for (size_t i = 0; i < n; i++)
 		s[i] = (struct sync){ .t = &t[i], .get = QGA_PENDING, .set = QGA_PENDING };

@@ -295,7 +295,7 @@ ask_agents(const struct opts *o, const struct node_guest *g, size_t ng, struct f
 		vmids[n++] = g[i].vmid;
 		free(sock);
 	}
-	qga_run(calls, n, 0);
+	qga_run(calls, n, qga_parallel_max());
 	for (size_t i = 0; i < n; i++) {
 		const char *why;
 
@@ -460,7 +460,6 @@ main(int argc, char **argv)
 	if (vmlist_load(o.pve_dir, &l, &from_file, err, sizeof err) < 0)
 		die(EXIT_UNAVAILABLE, "%s", err);
 	ng = node_guests_load(o.pve_dir, o.node, &l, &g);
-	raise_nofile_limit();
 
 	read_containers(&o, g, ng, &f);
 	ask_agents(&o, g, ng, &f);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 #include "guest.h"
 #include "guestconf.h"
 #include "log.h"
+#include "opt.h"
 #include "qga.h"
 #include "vmlist.h"
 
@@ -623,4 +625,39 @@ qga_targets_free(struct qga_target *t, size_t n)
 		free(t[i].path);
 	}
 	free(t);
+}
+
+size_t
+qga_targets_get(int all, const char *pve_dir, const char *node, const char *qga_dir, int argc,
+		char *const argv[], struct qga_target **out)
+{
+	char err[512];
+	size_t n;
+	int rc;
+
+	if (all && argc > 0)
+		usage_error("--all takes no operands");
+	if (!all && argc == 0 && isatty(STDIN_FILENO))
+		usage_error("no guests given");
+	if (all) {
+		if (qga_targets_local(pve_dir, node, qga_dir, out, &n, err, sizeof err) < 0)
+			die(EXIT_UNAVAILABLE, "%s", err);
+	} else if ((rc = qga_targets_from_args(argc, argv, qga_dir, out, &n, err, sizeof err))) {
+		qga_targets_free(*out, n);
+		if (rc == EXIT_USAGE)
+			usage_error("%s", err);
+		die(rc, "%s", err);
+	}
+	return n;
+}
+
+size_t
+qga_parallel_max(void)
+{
+	struct rlimit rl;
+
+	raise_nofile_limit();
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		return rl.rlim_cur > 64 ? rl.rlim_cur - 32 : 16;
+	return 0;
 }

@@ -94,4 +94,15 @@ int qga_targets_local(const char *pve_dir, const char *node, const char *qga_dir
 
 void qga_targets_free(struct qga_target *t, size_t n);
 
+/* The guests of a one-shot agent tool: with all, qga_targets_local; else
+ * qga_targets_from_args. Returns their number; any problem ends the
+ * program: --all with operands, no guests on a terminal or a bad operand
+ * is a usage error (64), a bad stdin line 65, an unreadable .vmlist 69. */
+size_t qga_targets_get(int all, const char *pve_dir, const char *node, const char *qga_dir,
+		       int argc, char *const argv[], struct qga_target **out);
+
+/* How many agent sockets to keep open at once (qga_run's max_parallel):
+ * the open-files limit, raised to its maximum, less room for the rest. */
+size_t qga_parallel_max(void);
+
 #endif

@@ -6,9 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "guest.h"
 #include "log.h"
@@ -128,10 +126,6 @@ parse_args(int argc, char *argv[], struct opts *o)
 	}
 	if (o->watch && (o->all || optind < argc))
 		usage_error("--watch takes no operands and no --all");
-	if (o->all && optind < argc)
-		usage_error("--all takes no operands");
-	if (!o->watch && !o->all && optind == argc && isatty(STDIN_FILENO))
-		usage_error("no guests given");
 }
 
 void
@@ -177,16 +171,11 @@ static int
 ping_once(const struct opts *o, struct qga_target *t, size_t n)
 {
 	struct qga_call *calls = xcalloc(n, sizeof *calls);
-	struct rlimit rl;
-	size_t parallel = 0;
 	int timeouts = 0, fails = 0;
 
-	raise_nofile_limit();
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		parallel = rl.rlim_cur > 64 ? rl.rlim_cur - 32 : 16;
 	for (size_t i = 0; i < n; i++)
 		qga_call_init(&calls[i], t[i].path, PING_COMMAND, o->w.timeout_ms);
-	qga_run(calls, n, parallel);
+	qga_run(calls, n, qga_parallel_max());
 	for (size_t i = 0; i < n; i++) {
 		print_result(&t[i], &calls[i], o->json);
 		if (calls[i].result == QGA_TIMEOUT)
@@ -218,7 +207,6 @@ main(int argc, char *argv[])
 		          } };
 	struct qga_target *targets;
 	size_t n;
-	char err[512];
 	int rc;
 
 	log_init("qga-ping");
@@ -228,17 +216,8 @@ main(int argc, char *argv[])
 		o.w.node = local_node_name();
 	if (o.watch)
 		return watch_run(&o.w);
-	if (o.all) {
-		if (qga_targets_local(o.w.pve_dir, o.w.node, o.w.qga_dir, &targets, &n, err,
-		                      sizeof err) < 0)
-			die(EXIT_UNAVAILABLE, "%s", err);
-	} else if ((rc = qga_targets_from_args(argc - optind, argv + optind, o.w.qga_dir, &targets,
-	                                       &n, err, sizeof err))) {
-		qga_targets_free(targets, n);
-		if (rc == EXIT_USAGE)
-			usage_error("%s", err);
-		die(rc, "%s", err);
-	}
+	n = qga_targets_get(o.all, o.w.pve_dir, o.w.node, o.w.qga_dir, argc - optind, argv + optind,
+	                    &targets);
 	rc = ping_once(&o, targets, n);
 	qga_targets_free(targets, n);
 	return rc;
