@@ -52,7 +52,7 @@ struct event {
 
 struct guest {
 	uint32_t vmid;
-	char *conf_path, *pid_path, *qmp_path;
+	char *conf_path, *pid_path;
 	/* from the live config, reread when it changes */
 	struct stat conf_st;
 	int have_conf_st, agent;
@@ -196,9 +196,10 @@ guest_add(struct watcher *w, uint32_t vmid)
 	g->vmid = vmid;
 	g->conf_path = guest_conf_path(w->o->pve_dir, w->o->node, GUEST_QEMU, vmid);
 	g->pid_path = xasprintf("%s/%u.pid", w->o->qga_dir, vmid);
-	g->qmp_path = xasprintf("%s/%u.qmp", w->o->qga_dir, vmid);
-	g->qmp.fd = -1;
 	qga_call_init(&g->call, sock, PING_COMMAND, w->o->timeout_ms);
+	free(sock);
+	sock = xasprintf("%s/%u.qmp", w->o->qga_dir, vmid);
+	qmp_call_init(&g->qmp, sock, QMP_QUERY_STATUS, w->o->timeout_ms);
 	free(sock);
 	w->g = xreallocarray(w->g, w->ng + 1, sizeof *w->g);
 	memmove(w->g + i + 1, w->g + i, (w->ng - i) * sizeof *w->g);
@@ -220,7 +221,6 @@ guest_remove(struct watcher *w, size_t i)
 	qmp_call_cleanup(&g->qmp);
 	free(g->conf_path);
 	free(g->pid_path);
-	free(g->qmp_path);
 	free(g);
 	memmove(w->g + i, w->g + i + 1, (w->ng - i - 1) * sizeof *w->g);
 	w->ng--;
@@ -580,23 +580,23 @@ paused_state(const char *status)
 static void
 on_qmp(struct watcher *w, struct guest *g)
 {
+	const char *st = g->qmp.result == QMP_OK ? qmp_run_state(g->qmp.ret) : NULL;
+
 	g->checking = 0;
 	if (!g->watched || g->failed)
 		return;
-	if (g->qmp.ok && paused_state(g->qmp.status)) {
+	if (st && paused_state(st)) {
 		if (!g->pause_logged)
-			log_info("%u: agent silent, QEMU reports '%s': not a failure", g->vmid,
-			         g->qmp.status);
+			log_info("%u: agent silent, QEMU reports '%s': not a failure", g->vmid, st);
 		g->pause_logged = 1;
 		g->misses = 0;
 		return;
 	}
-	if (g->qmp.ok)
-		snprintf(g->qemu_status, sizeof g->qemu_status, "%s", g->qmp.status);
-	else
-		snprintf(g->qemu_status, sizeof g->qemu_status, "unknown");
-	if (!g->qmp.ok)
-		log_debug("%u: %s", g->vmid, g->qmp.detail);
+	snprintf(g->qemu_status, sizeof g->qemu_status, "%s", st ? st : "unknown");
+	if (!st)
+		log_debug("%u: %s", g->vmid,
+		          g->qmp.result == QMP_OK ? "monitor: query-status without a status"
+		                                  : g->qmp.detail);
 	declare_failed(w, g);
 }
 
@@ -648,7 +648,7 @@ on_result(struct watcher *w, struct guest *g, int64_t now)
 		return;
 	}
 	g->checking = 1;
-	qmp_call_start(&g->qmp, g->qmp_path, w->o->timeout_ms, now);
+	qmp_call_start(&g->qmp, now);
 	if (qmp_call_done(&g->qmp))
 		on_qmp(w, g);
 }
@@ -831,8 +831,8 @@ next_wakeup(const struct watcher *w)
 		                         : INT64_MAX;
 		if (t < wake)
 			wake = t;
-		if (g->checking && qmp_call_deadline(&g->qmp) < wake)
-			wake = qmp_call_deadline(&g->qmp);
+		if (g->checking && qmp_call_wakeup(&g->qmp) < wake)
+			wake = qmp_call_wakeup(&g->qmp);
 	}
 	for (size_t i = 0; i < w->nch; i++)
 		if (w->ch[i].deadline < wake)
@@ -885,7 +885,7 @@ step_calls(struct watcher *w, size_t npfd, int64_t now)
 	for (size_t i = 0; i < w->ng; i++) {
 		struct guest *g = w->g[i];
 		if (g->checking) {
-			if (!qmp_call_done(&g->qmp) && qmp_call_deadline(&g->qmp) <= now)
+			if (!qmp_call_done(&g->qmp) && qmp_call_wakeup(&g->qmp) <= now)
 				qmp_call_step(&g->qmp, 0, now);
 			if (qmp_call_done(&g->qmp))
 				on_qmp(w, g);

@@ -5,20 +5,17 @@
  * and never blocks the checks of other guests. */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "guest.h"
 #include "log.h"
+#include "qmp.h"
 #include "tcpcheck.h"
 #include "util.h"
 
@@ -119,113 +116,6 @@ wait_stopped(const struct action_req *r, double secs)
 
 	while (guest_running(r) && mono_ms() < until)
 		sleep_ms(200);
-}
-
-/* ---- QMP query-status: one short exchange, as qm does it; the socket takes
- * one client at a time, so never hold it. */
-
-static int
-qmp_line(int fd, struct buf *in, int64_t deadline, char **line)
-{
-	for (;;) {
-		char *nl = memchr(in->data ? in->data : "", '\n', in->len);
-		if (nl) {
-			*line = xstrndup(in->data, nl - in->data);
-			buf_consume(in, nl - in->data + 1);
-			return 0;
-		}
-		int64_t left = deadline - mono_ms();
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			return -1;
-		char chunk[4096];
-		ssize_t n = read(fd, chunk, sizeof chunk);
-		if (n <= 0 || in->len > 1024 * 1024)
-			return -1;
-		buf_append(in, chunk, n);
-	}
-}
-
-static int
-qmp_send(int fd, const char *s, int64_t deadline)
-{
-	size_t off = 0, len = strlen(s);
-
-	while (off < len) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
-		int64_t left = deadline - mono_ms();
-		if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-			return -1;
-		ssize_t n = send(fd, s + off, len - off, MSG_NOSIGNAL);
-		if (n < 0)
-			return -1;
-		off += n;
-	}
-	return 0;
-}
-
-/* Reads replies until one with "return" (events come in between). */
-static json_t *
-qmp_reply(int fd, struct buf *in, int64_t deadline)
-{
-	for (;;) {
-		char *line;
-		if (qmp_line(fd, in, deadline, &line) < 0)
-			return NULL;
-		json_t *j = json_loads(line, 0, NULL);
-		free(line);
-		if (!j)
-			return NULL;
-		if (json_object_get(j, "return") || json_object_get(j, "error"))
-			return j;
-		json_decref(j);
-	}
-}
-
-/* 1 with the status, 0 unknown (why says why). */
-static int
-qmp_status(const char *path, char *status, size_t slen, char *why, size_t wlen)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int64_t deadline = mono_ms() + QMP_TIMEOUT_MS;
-	struct buf in = { 0 };
-	char *greeting = NULL;
-	json_t *j = NULL;
-	const char *st;
-	int fd, rc = 0;
-
-	if (strlen(path) >= sizeof sa.sun_path) {
-		snprintf(why, wlen, "socket path too long");
-		return 0;
-	}
-	memcpy(sa.sun_path, path, strlen(path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-		snprintf(why, wlen, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (qmp_line(fd, &in, deadline, &greeting) < 0 || !strstr(greeting, "\"QMP\"") ||
-	    qmp_send(fd, "{\"execute\":\"qmp_capabilities\"}\n", deadline) < 0 ||
-	    !(j = qmp_reply(fd, &in, deadline)) || !json_object_get(j, "return")) {
-		snprintf(why, wlen, "%s: no QMP handshake", path);
-		goto out;
-	}
-	json_decref(j);
-	if (qmp_send(fd, "{\"execute\":\"query-status\"}\n", deadline) < 0 ||
-	    !(j = qmp_reply(fd, &in, deadline)) ||
-	    !(st = json_string_value(json_object_get(json_object_get(j, "return"), "status")))) {
-		snprintf(why, wlen, "%s: no answer to query-status", path);
-		goto out;
-	}
-	snprintf(status, slen, "%s", st);
-	rc = 1;
-out:
-	json_decref(j);
-	free(greeting);
-	buf_free(&in);
-	if (fd >= 0)
-		close(fd);
-	return rc;
 }
 
 /* QEMU run states where the guest is stopped on purpose or in transit: a
@@ -395,7 +285,10 @@ child_main(const struct action_req *r, int status_fd)
 	}
 	if (r->type == GUEST_QEMU) {
 		char *qmp = xasprintf("%s/%u.qmp", r->run_dir, r->vmid), st[64], why[300];
-		if (qmp_status(qmp, st, sizeof st, why, sizeof why)) {
+		enum qmp_result qr =
+		    qmp_query_status(qmp, QMP_TIMEOUT_MS, st, sizeof st, why, sizeof why);
+
+		if (qr == QMP_OK) {
 			if (status_hands_off(st)) {
 				verdict(status_fd, "skip guest is %s", st);
 				_exit(0);
