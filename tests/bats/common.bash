@@ -97,3 +97,66 @@ netns_add() {
 	ip -n "$ns" link set lo up
 	echo "$ns"
 }
+
+# start_qemu RUN VMID [-S] [--qga]: a real QEMU, daemonized with
+# "-pidfile RUN/VMID.pid" as qemu-server starts it (so the running check
+# sees it), its monitor on RUN/VMID.qmp. "-machine none": no guest to boot,
+# no KVM; it runs at once ("running"), or with -S waits in "prelaunch".
+# --qga adds the agent socket RUN/VMID.qga with nothing behind it, which
+# accepts and never answers: a hung agent. Sets QEMU_PID; pvekit_teardown
+# stops it.
+start_qemu() {
+	local run=$1 vmid=$2 args=()
+	shift 2
+	while [ $# -gt 0 ]; do
+		case $1 in
+		-S) args+=(-S) ;;
+		--qga) args+=(-chardev "socket,id=qga0,path=$run/$vmid.qga,server=on,wait=off") ;;
+		*) echo "start_qemu: unknown option $1" >&2; return 1 ;;
+		esac
+		shift
+	done
+	rm -f "$run/$vmid.pid" "$run/$vmid.qmp" "$run/$vmid.qga"
+	# returns once QEMU is up: pid file written, sockets listening
+	qemu-system-x86_64 -name "vm$vmid" -machine none -nodefaults -display none "${args[@]}" \
+		-qmp "unix:$run/$vmid.qmp,server=on,wait=off" -pidfile "$run/$vmid.pid" \
+		-daemonize </dev/null >"$T/qemu-$vmid.log" 2>&1 3>&- || {
+		cat "$T/qemu-$vmid.log" >&2
+		return 1
+	}
+	QEMU_PID=$(cat "$run/$vmid.pid")
+	echo "$QEMU_PID" >>"$T/.bg-pids"
+}
+
+# qmp SOCKET COMMAND...: runs QMP commands (stop, cont, quit, query-status)
+# on a QEMU monitor one after the other, as qm does, and prints each return
+# as one JSON line. Fails on an error reply or no answer in 10 s.
+qmp() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+f = s.makefile("rwb")
+
+def reply():
+    while True:
+        line = f.readline()
+        if not line:
+            sys.exit("qmp: %s: QEMU closed the connection" % sys.argv[1])
+        m = json.loads(line)
+        if "event" not in m:
+            return m
+
+if "QMP" not in reply():
+    sys.exit("qmp: %s: no greeting" % sys.argv[1])
+for cmd in ["qmp_capabilities"] + sys.argv[2:]:
+    f.write(json.dumps({"execute": cmd}).encode() + b"\n")
+    f.flush()
+    r = reply()
+    if "error" in r:
+        sys.exit("qmp: %s: %s" % (cmd, r["error"].get("desc")))
+    if cmd != "qmp_capabilities":
+        print(json.dumps(r["return"]))
+PY
+}

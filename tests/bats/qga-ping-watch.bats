@@ -105,35 +105,80 @@ count() { grep -c -- "$1" "$2" || true; }
 	wait_until 10 in_out "101 failed timeout"
 }
 
-@test "watch: a paused guest (QEMU says so on its monitor) is not a failure" {
-	guest 101
-	echo paused >"$T/status"
-	start_bg qmp-monitor --status-file "$T/status" --log "$T/qmp.log" "$RUN/101.qmp"
-	wait_until 5 test -S "$RUN/101.qmp"
-	watch
-	wait_until 10 in_out "101 watch running"
-	kill -STOP "$QGA_PID"
-	wait_until 10 grep -q "101: agent silent, QEMU reports 'paused': not a failure" "$T/err"
-	# asked again after every --threshold misses, still no failure
-	wait_until 10 bash -c "[ \$(grep -c query-status '$T/qmp.log') -ge 3 ]"
-	! grep -q failed "$T/out"
-	[ ! -s "$HOOK_LOG" ]
-	# the same silence while QEMU runs the guest is a failure
-	echo running >"$T/status"
-	wait_until 10 in_out "101 failed timeout"
-	wait_until 10 grep -q "^qga-failed 101 " "$HOOK_LOG"
+# qemu_guest VMID [-S]: a guest run by a real QEMU whose agent socket
+# accepts and never answers, as a paused or hung guest's does.
+qemu_guest() {
+	pmxcfs-sim create "$PVE" pve1 qemu "$1"
+	start_qemu "$RUN" "$@" --qga
 }
 
-@test "watch: a monitor that does not answer either is a failure (qemu status unknown)" {
-	guest 101
-	echo hang >"$T/status"
-	start_bg qmp-monitor --status-file "$T/status" "$RUN/101.qmp"
-	wait_until 5 test -S "$RUN/101.qmp"
+@test "watch: a paused guest (QEMU says so on its monitor) is not a failure, until it runs again" {
+	qemu_guest 101
+	run qmp "$RUN/101.qmp" stop query-status
+	assert_line -n 1 --partial '"status": "paused"'
+	watch
+	wait_until 10 in_out "101 watch running"
+	wait_until 10 grep -q "101: agent silent, QEMU reports 'paused': not a failure" "$T/err"
+	# asked again after every --threshold misses (each answer starts them
+	# again from zero), still no failure
+	wait_until 10 bash -c "[ \$(grep -c '101: miss 3:' '$T/err') -ge 3 ]"
+	refute grep -q failed "$T/out"
+	[ ! -s "$HOOK_LOG" ]
+	# the same silence while QEMU runs the guest is a failure
+	qmp "$RUN/101.qmp" cont
+	wait_until 10 in_out "101 failed timeout"
+	wait_until 10 grep -q "^qga-failed 101 " "$HOOK_LOG"
+	grep -q "^qga-failed 101 timeout pve1 .* 3 - running$" "$HOOK_LOG"
+	grep -q "101: guest agent failed 3 times in a row (QEMU running): $RUN/101.qga: " "$T/err"
+}
+
+@test "watch: a guest QEMU holds in prelaunch (started with -S) is not a failure" {
+	qemu_guest 101 -S
 	watch --json
 	wait_until 10 grep -q '"vmid":101,"event":"watch"' "$T/out"
-	kill -STOP "$QGA_PID"
+	wait_until 10 grep -q "101: agent silent, QEMU reports 'prelaunch': not a failure" "$T/err"
+	wait_until 10 bash -c "[ \$(grep -c '101: miss 3:' '$T/err') -ge 2 ]"
+	refute grep -q '"event":"failed"' "$T/out"
+	[ ! -s "$HOOK_LOG" ]
+}
+
+@test "watch: a hung QEMU, its monitor silent too, is a failure (qemu status unknown)" {
+	qemu_guest 101
+	watch --json
+	wait_until 10 grep -q '"vmid":101,"event":"watch"' "$T/out"
+	# its main loop stuck: both sockets still accept, nothing answers
+	kill -STOP "$QEMU_PID"
 	wait_until 10 grep -q '"event":"failed"' "$T/out"
 	grep '"event":"failed"' "$T/out" | jq -e '.qemu_status == "unknown" and .reason == "timeout"'
+	grep -qE "101: $RUN/101\.qmp: (no greeting in 150 ms|monitor busy)" "$T/err"
+	grep -q "^qga-failed 101 timeout .* unknown$" "$HOOK_LOG"
+}
+
+@test "watch: a QEMU that quits is not a failure; one killed (stale pid file, refusing sockets) is not watched" {
+	local -A qemu agent
+	for id in 101 102; do
+		pmxcfs-sim create "$PVE" pve1 qemu $id
+		start_qemu "$RUN" $id
+		qemu[$id]=$QEMU_PID
+		start_qga "$RUN/$id.qga"
+		agent[$id]=$QGA_PID
+		agent_up "$RUN/$id.qga"
+	done
+	# killed with its agent: a dead pid in the pid file, sockets that refuse
+	# (once reaped: this machine's init leaves zombies for a while)
+	kill -KILL "${qemu[102]}" "${agent[102]}"
+	wait_until 10 test ! -e "/proc/${qemu[102]}"
+	run ! qmp "$RUN/102.qmp" query-status
+	assert_output --partial 'ConnectionRefusedError'
+	watch
+	wait_until 10 in_out "101 watch running"
+	qmp "$RUN/101.qmp" quit
+	kill "${agent[101]}" # the agent goes with its guest
+	wait_until 10 in_out "101 unwatch stopped"
+	test ! -e "$RUN/101.qmp"
+	refute grep -q failed "$T/out"
+	refute grep -q '^102 ' "$T/out"
+	[ ! -s "$HOOK_LOG" ]
 }
 
 @test "watch: a guest that stops is not a failure" {

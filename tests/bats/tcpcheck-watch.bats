@@ -413,29 +413,69 @@ qm start 103"
 	assert_line -n 1 "qm start 101"
 }
 
-@test "a paused guest (QMP says so) is left alone" {
+# qemu_guest VMID [-S] KEY=VALUE...: like guest, run by a real QEMU
+# (start_qemu) that the action asks over QMP.
+qemu_guest() {
+	local id=$1 opts=()
+	shift
+	if [ "${1:-}" = -S ]; then
+		opts=(-S)
+		shift
+	fi
+	pmxcfs-sim create "$PVE" pve1 qemu "$id"
+	start_qemu "$RUN" "$id" "${opts[@]}"
+	printf '%s\n' "$@" >"$CONF/$id.conf"
+}
+
+@test "a paused guest, or one QEMU holds in prelaunch, is left alone (QMP says so)" {
 	ports --closed 1
-	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}"
-	# QEMU's QMP socket: greeting, capabilities, query-status -> paused
-	start_bg python3 -c '
-import os, socket, sys
-s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
-while True:
-    c, _ = s.accept(); f = c.makefile("rwb")
-    f.write(b"{\"QMP\": {\"version\": {}, \"capabilities\": []}}\r\n"); f.flush()
-    for line in f:
-        if b"qmp_capabilities" in line: f.write(b"{\"return\": {}}\r\n")
-        elif b"query-status" in line:
-            f.write(b"{\"event\": \"STOP\", \"data\": {}}\r\n")
-            f.write(b"{\"return\": {\"status\": \"paused\", \"running\": false}}\r\n")
-        f.flush()
-    c.close()' "$RUN/101.qmp"
-	wait_until 5 test -S "$RUN/101.qmp"
+	qemu_guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}"
+	qmp "$RUN/101.qmp" stop
+	qemu_guest 102 -S ip=127.0.0.1 "portsall=${CLOSED[0]}"
 	start_watch
 	seen '^101 held guest is paused$'
-	sleep 0.3
+	seen '^102 held guest is prelaunch$'
 	run calls
 	assert_output ""
+	run qmp "$RUN/101.qmp" query-status
+	assert_output --partial '"status": "paused"'
+	run qmp "$RUN/102.qmp" query-status
+	assert_output --partial '"status": "prelaunch"'
+}
+
+@test "a guest QEMU runs (after cont) whose ports fail is restarted" {
+	ports --closed 1
+	qemu_guest 101 -S ip=127.0.0.1 "portsall=${CLOSED[0]}"
+	run qmp "$RUN/101.qmp" cont query-status
+	assert_line -n 1 --partial '"status": "running"'
+	export PVEKIT_FAKE_SHUTDOWN=ok
+	start_watch
+	seen '^101 grace action exited 0$'
+	grep -q '^tcpcheck: guest 101: QEMU status: running$' "$T/err"
+	run calls
+	assert_output "qm shutdown 101 --timeout 1
+qm start 101"
+	# the stand-in's shutdown ended the real QEMU
+	wait_until 10 test ! -e "$RUN/101.qmp"
+}
+
+@test "a monitor that refuses (its QEMU killed) or hangs does not hold the action" {
+	ports --closed 1
+	qemu_guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}"
+	kill -KILL "$QEMU_PID"
+	wait_until 10 test ! -e "/proc/$QEMU_PID"
+	# a process on the pid file stands for a QEMU whose monitor is gone
+	fake_qemu "$RUN" 101
+	qemu_guest 102 ip=127.0.0.1 "portsall=${CLOSED[0]}"
+	kill -STOP "$QEMU_PID"
+	export PVEKIT_FAKE_SHUTDOWN=ok
+	start_watch
+	seen '^101 grace action exited 0$'
+	grep -qF "guest 101: QEMU status unknown ($RUN/101.qmp: connection refused): acting on the port checks alone" "$T/err"
+	seen '^102 grace action exited 0$'
+	grep -qF "guest 102: QEMU status unknown ($RUN/102.qmp: no greeting in 3000 ms (QEMU hangs, or another client holds the monitor)): acting on the port checks alone" "$T/err"
+	grep -qx 'qm start 101' "$T/calls"
+	grep -qx 'qm start 102' "$T/calls"
 }
 
 @test "containers: running from LXC's command socket, restarted with pct" {
