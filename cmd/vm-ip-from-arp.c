@@ -1,6 +1,5 @@
 /* vm-ip-from-arp: which IP addresses do this node's guests use? The MACs of
  * their NICs (live configs) looked up in the kernel's neighbour tables. */
-#include <errno.h>
 #include <getopt.h>
 #include <linux/neighbour.h>
 #include <net/if.h>
@@ -8,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include "guestconf.h"
 #include "ipfile.h"
@@ -297,22 +295,13 @@ main(int argc, char **argv)
 	struct mac_owner *macs;
 	struct vm_ip *v;
 	size_t ng, nm, n;
-	char err[256], *nodedir;
-	struct stat st;
-	int from_file, rc = 0;
+	int rc = 0;
 
 	log_init("vm-ip-from-arp");
 	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 
-	nodedir = xasprintf("%s/nodes/%s", o.pve_dir, o.node);
-	if (stat(nodedir, &st) < 0)
-		die(errno == ENOENT ? EXIT_CONFIG : EXIT_UNAVAILABLE, "%s: %m (see --node)",
-		    nodedir);
-	free(nodedir);
-	if (vmlist_load(o.pve_dir, &l, &from_file, err, sizeof err) < 0)
-		die(EXIT_UNAVAILABLE, "%s", err);
-	ng = node_guests_load(o.pve_dir, o.node, &l, &g);
+	ng = node_guests_open(o.pve_dir, o.node, &l, &g);
 	macs = collect_macs(g, ng, &nm);
 
 	if (o.probe)

@@ -2,7 +2,6 @@
  * guests through their agent (guest-network-get-interfaces), containers
  * from their network namespace. Public ones only unless --all. */
 #include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_addr.h>
@@ -11,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "guest.h"
@@ -443,23 +441,14 @@ main(int argc, char **argv)
 	struct vmlist l = { 0 };
 	struct node_guest *g;
 	struct found f = { 0 };
-	char err[256], *nodedir;
-	struct stat st;
 	size_t ng;
-	int from_file, rc = 0;
+	int rc = 0;
 
 	log_init("vm-public-ip");
 	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 
-	nodedir = xasprintf("%s/nodes/%s", o.pve_dir, o.node);
-	if (stat(nodedir, &st) < 0)
-		die(errno == ENOENT ? EXIT_CONFIG : EXIT_UNAVAILABLE, "%s: %m (see --node)",
-		    nodedir);
-	free(nodedir);
-	if (vmlist_load(o.pve_dir, &l, &from_file, err, sizeof err) < 0)
-		die(EXIT_UNAVAILABLE, "%s", err);
-	ng = node_guests_load(o.pve_dir, o.node, &l, &g);
+	ng = node_guests_open(o.pve_dir, o.node, &l, &g);
 
 	read_containers(&o, g, ng, &f);
 	ask_agents(&o, g, ng, &f);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ipfile.h"
@@ -525,4 +526,20 @@ node_guests_free(struct node_guest *g, size_t n)
 	for (size_t i = 0; i < n; i++)
 		guest_conf_free(&g[i].conf);
 	free(g);
+}
+
+size_t
+node_guests_open(const char *pve_dir, const char *node, struct vmlist *l, struct node_guest **out)
+{
+	char *nodedir = xasprintf("%s/nodes/%s", pve_dir, node), err[256];
+	struct stat st;
+	int from_file;
+
+	if (stat(nodedir, &st) < 0)
+		die(errno == ENOENT ? EXIT_CONFIG : EXIT_UNAVAILABLE, "%s: %m (see --node)",
+		    nodedir);
+	free(nodedir);
+	if (vmlist_load(pve_dir, l, &from_file, err, sizeof err) < 0)
+		die(EXIT_UNAVAILABLE, "%s", err);
+	return node_guests_load(pve_dir, node, l, out);
 }

@@ -102,4 +102,10 @@ size_t node_guests_load(const char *pve_dir, const char *node, const struct vmli
                         struct node_guest **out);
 void node_guests_free(struct node_guest *g, size_t n);
 
+/* Where both discovery tools start: PVE_DIR/nodes/NODE must exist (else
+ * exit 78, a wrong --node; 69 when it cannot be looked at), the vmlist is
+ * loaded into l (exit 69 without one), then node_guests_load. */
+size_t node_guests_open(const char *pve_dir, const char *node, struct vmlist *l,
+                        struct node_guest **out);
+
 #endif
