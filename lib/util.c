@@ -206,9 +206,11 @@ same_content(const char *path, const void *data, size_t len)
 	return same;
 }
 
-static int
-write_all(int fd, const char *p, size_t len)
+int
+write_all(int fd, const void *data, size_t len)
 {
+	const char *p = data;
+
 	while (len) {
 		ssize_t n = write(fd, p, len);
 		if (n < 0 && errno == EINTR)

@@ -73,4 +73,8 @@ void on_signal(int sig, void (*handler)(int));
  * blocking. For scanning thousands of small files. 0 or -1 with errno. */
 int read_file_at(int dirfd, const char *name, size_t max, struct buf *out);
 
+/* Writes all of data, going on after EINTR and short writes. 0 or -1 with
+ * errno (EAGAIN on a non-blocking fd that is full). */
+int write_all(int fd, const void *data, size_t len);
+
 #endif

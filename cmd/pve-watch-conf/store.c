@@ -199,23 +199,15 @@ write_copy(const char *path, const char *data, size_t len)
 {
 	char *tmp = xasprintf("%s.tmp", path);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600), e;
-	size_t off = 0;
 
 	if (fd < 0)
 		goto fail;
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			e = errno;
-			close(fd);
-			unlink(tmp);
-			errno = e;
-			goto fail;
-		}
-		off += n;
+	if (write_all(fd, data, len) < 0) {
+		e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+		goto fail;
 	}
 	if (close(fd) < 0 || rename(tmp, path) < 0) {
 		e = errno;

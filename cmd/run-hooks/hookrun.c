@@ -12,21 +12,6 @@
 /* Longer output lines are logged in pieces of this size. */
 #define LINE_MAX_LOG 1536
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= w;
-	}
-	return 0;
-}
-
 int
 hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 {

@@ -19,21 +19,6 @@
 #define JOURNAL_MAX (1 << 20)
 #define JOURNAL_READ_MAX (256 << 20)
 
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		p += w;
-		n -= w;
-	}
-	return 0;
-}
-
 static void
 write_failed(struct journal *j)
 {
