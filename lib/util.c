@@ -223,8 +223,8 @@ write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-int
-write_file_if_changed(const char *path, const void *data, size_t len, mode_t mode)
+static int
+write_if_changed(const char *path, const void *data, size_t len, mode_t mode, int sync)
 {
 	char *tmp;
 	int fd, e;
@@ -232,10 +232,10 @@ write_file_if_changed(const char *path, const void *data, size_t len, mode_t mod
 	if (same_content(path, data, len))
 		return 0;
 	tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		goto fail;
-	if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
 		e = errno;
 		close(fd);
 		unlink(tmp);
@@ -255,6 +255,18 @@ fail:
 	free(tmp);
 	errno = e;
 	return -1;
+}
+
+int
+write_file_if_changed(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return write_if_changed(path, data, len, mode, 1);
+}
+
+int
+write_copy_if_changed(const char *path, const void *data, size_t len, mode_t mode)
+{
+	return write_if_changed(path, data, len, mode, 0);
 }
 
 int

@@ -39,6 +39,9 @@ int read_file(const char *path, size_t max, struct buf *out);
 /* Writes path atomically (temp file in the same directory, fsync, rename),
  * and only when the content differs. 0 unchanged, 1 written, -1 errno. */
 int write_file_if_changed(const char *path, const void *data, size_t len, mode_t mode);
+/* The same without the fsync, for a copy that is made again when lost: a
+ * burst of thousands costs no thousands of disk flushes. */
+int write_copy_if_changed(const char *path, const void *data, size_t len, mode_t mode);
 
 /* mkdir -p; 0 or -1 with errno. */
 int mkdir_p(const char *path, mode_t mode);

@@ -191,60 +191,25 @@ destroyed_path(const struct store *s, enum guest_type t, uint32_t vmid)
 	return xasprintf("%s/destroyed/%s/%u.conf", s->dir, guest_type_dir(t), vmid);
 }
 
-/* A copy is a cache of pmxcfs, not a record: written atomically (a hook
- * never reads half a file) but without fsync, so a burst of thousands of
- * new guests costs no thousands of disk flushes. */
-static int
-write_copy(const char *path, const char *data, size_t len)
-{
-	char *tmp = xasprintf("%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600), e;
-
-	if (fd < 0)
-		goto fail;
-	if (write_all(fd, data, len) < 0) {
-		e = errno;
-		close(fd);
-		unlink(tmp);
-		errno = e;
-		goto fail;
-	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		e = errno;
-		unlink(tmp);
-		errno = e;
-		goto fail;
-	}
-	free(tmp);
-	return 0;
-fail:
-	e = errno;
-	free(tmp);
-	errno = e;
-	return -1;
-}
-
 int
 store_refresh_copy(struct store *s, const char *live, enum guest_type t, uint32_t vmid,
                    int *live_failed)
 {
-	struct buf text = { 0 }, old = { 0 };
+	struct buf text = { 0 };
 	char *path = store_copy_path(s, t, vmid);
-	int rc = 0, e;
+	int rc, e;
 
+	/* A copy is a cache of pmxcfs, not a record: written atomically (a
+	 * hook never reads half a file), but not synced. */
 	*live_failed = 0;
 	if (guest_conf_read(live, &text) < 0) {
 		*live_failed = 1;
 		rc = -1;
-	} else if (read_file(path, text.len + 1, &old) == 0 && old.len == text.len &&
-	           memcmp(old.data, text.data, text.len) == 0) {
-		rc = 0;
 	} else {
-		rc = write_copy(path, text.data, text.len) < 0 ? -1 : 1;
+		rc = write_copy_if_changed(path, text.data, text.len, 0600);
 	}
 	e = errno;
 	buf_free(&text);
-	buf_free(&old);
 	free(path);
 	errno = e;
 	return rc;
