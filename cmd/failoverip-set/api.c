@@ -169,8 +169,7 @@ api_status(struct ctx *c, const struct api_req *r, const char *detail)
 	text[0] = '\0';
 	if (detail) {
 		http_redact(detail, text, sizeof text);
-	} else if ((j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len, 0,
-	                           NULL))) {
+	} else if ((j = api_body(c))) {
 		api_error_text(j, text, sizeof text);
 		json_decref(j);
 	}
@@ -193,6 +192,18 @@ api_status(struct ctx *c, const struct api_req *r, const char *detail)
 	return api_fail(c, o, r, "%ld %s", st, text);
 }
 
+int
+api_2xx(const struct ctx *c)
+{
+	return c->resp.status >= 200 && c->resp.status <= 299;
+}
+
+json_t *
+api_body(const struct ctx *c)
+{
+	return json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len, 0, NULL);
+}
+
 json_t *
 api_json(struct ctx *c, const struct api_req *r)
 {
@@ -205,6 +216,72 @@ api_json(struct ctx *c, const struct api_req *r)
 		api_fail(c, OUT_BADREPLY, r, "invalid JSON reply (%ld, %zu bytes): %s at byte %d",
 		         c->resp.status, c->resp.body.len, e.text, e.position);
 	return j;
+}
+
+enum outcome
+api_want_array(struct ctx *c, const struct api_req *r, json_t **reply)
+{
+	if (!*reply)
+		return OUT_BADREPLY;
+	if (json_is_array(*reply))
+		return OUT_OK;
+	json_decref(*reply);
+	*reply = NULL;
+	return api_fail(c, OUT_BADREPLY, r, "reply is not a JSON array");
+}
+
+enum outcome
+api_lookup_each(struct ctx *c, struct fip **ips, size_t n, lookup_one_fn one)
+{
+	for (size_t i = 0; i < n; i++) {
+		enum outcome o;
+
+		if (ips[i]->state != ST_PENDING)
+			continue;
+		o = one(c, ips[i]);
+		if (o == OUT_UNKNOWN)
+			fip_set_unknown(ips[i]);
+		else if (o != OUT_OK)
+			return o;
+	}
+	return OUT_OK;
+}
+
+enum outcome
+api_move_each(struct ctx *c, struct fip **ips, size_t n, const char *dest, move_one_fn one)
+{
+	for (size_t i = 0; i < n; i++) {
+		enum outcome o = one(c, ips[i], dest);
+		if (o != OUT_OK)
+			return o;
+	}
+	return OUT_OK;
+}
+
+void
+fip_set_current(struct fip *ip, const char *dest)
+{
+	free(ip->current);
+	ip->current = dest && *dest ? xstrdup(dest) : NULL;
+}
+
+void
+fip_set_unknown(struct fip *ip)
+{
+	ip->state = ST_FAILED;
+	ip->fail = OUT_UNKNOWN;
+}
+
+const char *
+dest_shown(const struct provider *p, const char *dest)
+{
+	return !dest || !*dest ? "-" : p->valid_dest(dest) ? dest : "?";
+}
+
+void
+list_line(struct buf *out, const struct provider *p, const char *ip, const char *dest)
+{
+	buf_printf(out, "%s %s\n", ip, dest_shown(p, dest));
 }
 
 int

@@ -123,6 +123,35 @@ void api_error_text(const json_t *reply, char *out, size_t outlen);
  * the member is missing or has another type. */
 int json_string_or_null(const json_t *obj, const char *key, const char **out);
 
+/* 1 when the last reply has a 2xx status. */
+int api_2xx(const struct ctx *c);
+/* The last reply's body as JSON, NULL when it is not: for error replies,
+ * whose body may be anything (c->msg is left alone). */
+json_t *api_body(const struct ctx *c);
+/* Checks that *reply (from api_json; NULL when that failed) is an array;
+ * otherwise frees it, sets it to NULL and returns OUT_BADREPLY. */
+enum outcome api_want_array(struct ctx *c, const struct api_req *r, json_t **reply);
+
+/* For the providers that read and move one IP per request (Hetzner, OVH):
+ * lookup_one for every PENDING ip, where OUT_UNKNOWN marks that ip unknown
+ * and goes on; move_one for every ip. Both stop at the first failure. */
+typedef enum outcome (*lookup_one_fn)(struct ctx *c, struct fip *ip);
+typedef enum outcome (*move_one_fn)(struct ctx *c, struct fip *ip, const char *dest);
+enum outcome api_lookup_each(struct ctx *c, struct fip **ips, size_t n, lookup_one_fn one);
+enum outcome api_move_each(struct ctx *c, struct fip **ips, size_t n, const char *dest,
+                           move_one_fn one);
+
+/* Records where ip is routed now (NULL or "": nowhere). */
+void fip_set_current(struct fip *ip, const char *dest);
+/* ip is not a failover IP of the account. */
+void fip_set_unknown(struct fip *ip);
+
+/* A destination as the API gave it, for the output: "-" for none, "?" for
+ * one that is not valid for the provider (it could garble the line). */
+const char *dest_shown(const struct provider *p, const char *dest);
+/* Appends the "IP DEST" line of --list. */
+void list_line(struct buf *out, const struct provider *p, const char *ip, const char *dest);
+
 /* Waits ms milliseconds, but not past the deadline; -1 when the deadline
  * came first. */
 int wait_within(struct ctx *c, int64_t ms);

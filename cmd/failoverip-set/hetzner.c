@@ -54,54 +54,43 @@ failure(struct ctx *c, const struct api_req *r, const json_t *reply)
 }
 
 static enum outcome
+lookup_one(struct ctx *c, struct fip *ip)
+{
+	char *path = xasprintf("/failover/%s", ip->addr);
+	struct api_req r = { .method = "GET", .path = path, .basic_auth = 1 };
+	const char *active, *code;
+	const json_t *err;
+	json_t *j = NULL, *fo;
+	enum outcome o;
+
+	o = api_send(c, &r);
+	if (o == OUT_OK && !api_2xx(c)) {
+		j = api_body(c);
+		code = error_code(j, &err);
+		if (c->resp.status == 404 && (!code || strcmp(code, "NOT_FOUND") == 0))
+			o = OUT_UNKNOWN;
+		else
+			o = failure(c, &r, j);
+	} else if (o == OUT_OK) {
+		j = api_json(c, &r);
+		fo = json_object_get(j, "failover");
+		if (!j)
+			o = OUT_BADREPLY;
+		else if (!json_is_object(fo) ||
+		         json_string_or_null(fo, "active_server_ip", &active) < 0)
+			o = api_fail(c, OUT_BADREPLY, &r, "no failover.active_server_ip");
+		else
+			fip_set_current(ip, active);
+	}
+	json_decref(j);
+	free(path);
+	return o;
+}
+
+static enum outcome
 lookup(struct ctx *c, struct fip **ips, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		char *path = xasprintf("/failover/%s", ips[i]->addr);
-		struct api_req r = { .method = "GET", .path = path, .basic_auth = 1 };
-		const char *active;
-		const json_t *err;
-		json_t *j = NULL, *fo;
-		enum outcome o;
-
-		if (ips[i]->state != ST_PENDING) {
-			free(path);
-			continue;
-		}
-		o = api_send(c, &r);
-		if (o == OUT_OK && (c->resp.status < 200 || c->resp.status > 299)) {
-			j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len,
-			               0, NULL);
-			if (c->resp.status == 404) {
-				const char *code = error_code(j, &err);
-				if (!code || strcmp(code, "NOT_FOUND") == 0) {
-					ips[i]->state = ST_FAILED;
-					ips[i]->fail = OUT_UNKNOWN;
-					json_decref(j);
-					free(path);
-					continue;
-				}
-			}
-			o = failure(c, &r, j);
-		} else if (o == OUT_OK) {
-			j = api_json(c, &r);
-			fo = json_object_get(j, "failover");
-			if (!j)
-				o = OUT_BADREPLY;
-			else if (!json_is_object(fo) ||
-			         json_string_or_null(fo, "active_server_ip", &active) < 0)
-				o = api_fail(c, OUT_BADREPLY, &r, "no failover.active_server_ip");
-			else {
-				free(ips[i]->current);
-				ips[i]->current = active && *active ? xstrdup(active) : NULL;
-			}
-		}
-		json_decref(j);
-		free(path);
-		if (o != OUT_OK)
-			return o;
-	}
-	return OUT_OK;
+	return api_lookup_each(c, ips, n, lookup_one);
 }
 
 static enum outcome
@@ -121,14 +110,12 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 	o = api_send(c, &r);
 	if (o == OUT_OK) {
 		const json_t *err;
-		const char *code;
-		json_t *j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len,
-		                       0, NULL);
+		json_t *j = api_body(c);
+		const char *code = error_code(j, &err);
 
-		code = error_code(j, &err);
 		if (code && strcmp(code, "FAILOVER_ALREADY_ROUTED") == 0) {
 			ip->state = ST_UNCHANGED;
-		} else if (c->resp.status >= 200 && c->resp.status <= 299) {
+		} else if (api_2xx(c)) {
 			const char *active = NULL;
 			const json_t *fo = json_object_get(j, "failover");
 
@@ -153,12 +140,7 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 static enum outcome
 move(struct ctx *c, struct fip **ips, size_t n, const char *dest)
 {
-	for (size_t i = 0; i < n; i++) {
-		enum outcome o = move_one(c, ips[i], dest);
-		if (o != OUT_OK)
-			return o;
-	}
-	return OUT_OK;
+	return api_move_each(c, ips, n, dest, move_one);
 }
 
 static enum outcome
@@ -172,20 +154,15 @@ list(struct ctx *c, struct buf *out)
 	o = api_send(c, &r);
 	if (o != OUT_OK)
 		return o;
-	if (c->resp.status < 200 || c->resp.status > 299) {
-		j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len, 0,
-		               NULL);
+	if (!api_2xx(c)) {
+		j = api_body(c);
 		o = failure(c, &r, j);
 		json_decref(j);
 		return o;
 	}
 	j = api_json(c, &r);
-	if (!j)
-		return OUT_BADREPLY;
-	if (!json_is_array(j)) {
-		json_decref(j);
-		return api_fail(c, OUT_BADREPLY, &r, "reply is not a JSON array");
-	}
+	if ((o = api_want_array(c, &r, &j)) != OUT_OK)
+		return o;
 	for (k = 0; k < json_array_size(j); k++) {
 		const json_t *e = json_array_get(j, k);
 		const json_t *fo = json_object_get(e, "failover");
@@ -194,19 +171,10 @@ list(struct ctx *c, struct buf *out)
 		if (json_string_or_null(fo, "ip", &ip) < 0 || !ip || !valid_ip(ip) ||
 		    json_string_or_null(fo, "active_server_ip", &active) < 0)
 			continue;
-		buf_printf(out, "%s %s\n", ip,
-		           !active || !*active ? "-"
-		           : valid_ip(active)  ? active
-		                               : "?");
+		list_line(out, &provider_hetzner, ip, active);
 	}
 	json_decref(j);
 	return OUT_OK;
-}
-
-static int
-valid_dest(const char *dest)
-{
-	return valid_ip(dest);
 }
 
 const struct provider provider_hetzner = {
@@ -214,7 +182,7 @@ const struct provider provider_hetzner = {
 	.default_url = "https://robot-ws.your-server.de",
 	.batch = 0,
 	.check = check,
-	.valid_dest = valid_dest,
+	.valid_dest = valid_ip,
 	.same_dest = same_address,
 	.lookup = lookup,
 	.move = move,

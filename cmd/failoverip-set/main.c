@@ -229,13 +229,6 @@ settle(struct ctx *c, struct fip **ips, size_t n, enum outcome o, int skip_unkno
 	}
 }
 
-/* A destination as the API gave it, unless it could garble the output. */
-static const char *
-shown(const struct provider *p, const char *dest)
-{
-	return !dest ? "-" : p->valid_dest(dest) ? dest : "?";
-}
-
 static void
 report(const struct provider *p, const struct fip *const *ips, size_t n, const char *dest)
 {
@@ -244,13 +237,14 @@ report(const struct provider *p, const struct fip *const *ips, size_t n, const c
 
 		switch (ip->state) {
 		case ST_ROUTED:
-			printf("%s %s routed %s\n", ip->text, dest, shown(p, ip->previous));
+			printf("%s %s routed %s\n", ip->text, dest, dest_shown(p, ip->previous));
 			break;
 		case ST_UNCHANGED:
 			printf("%s %s unchanged %s\n", ip->text, dest, dest);
 			break;
 		case ST_WOULD:
-			printf("%s %s would-route %s\n", ip->text, dest, shown(p, ip->current));
+			printf("%s %s would-route %s\n", ip->text, dest,
+			       dest_shown(p, ip->current));
 			break;
 		default:
 			break;
@@ -444,7 +438,7 @@ list(struct ctx *c, struct fip **ips, size_t n, const struct opts *o)
 			if (job.ips[k]->state != ST_PENDING)
 				continue;
 			job.ips[k]->state = ST_UNCHANGED;
-			printf("%s %s\n", job.ips[k]->text, shown(p, job.ips[k]->current));
+			printf("%s %s\n", job.ips[k]->text, dest_shown(p, job.ips[k]->current));
 		}
 		fflush(stdout);
 		settle(c, job.ips, job.n, r, o->skip_unknown);

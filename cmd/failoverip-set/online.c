@@ -55,17 +55,10 @@ fetch_list(struct ctx *c, struct auth *a, json_t **list)
 	o = api_send(c, &r);
 	if (o != OUT_OK)
 		return o;
-	if (c->resp.status < 200 || c->resp.status > 299)
+	if (!api_2xx(c))
 		return api_status(c, &r, NULL);
 	*list = api_json(c, &r);
-	if (!*list)
-		return OUT_BADREPLY;
-	if (!json_is_array(*list)) {
-		json_decref(*list);
-		*list = NULL;
-		return api_fail(c, OUT_BADREPLY, &r, "reply is not a JSON array");
-	}
-	return OUT_OK;
+	return api_want_array(c, &r, list);
 }
 
 static int
@@ -100,15 +93,12 @@ lookup(struct ctx *c, struct fip **ips, size_t n)
 
 			if (entry_fields(e, &src, &dst) < 0 || !same_address(src, ips[i]->addr))
 				continue;
-			free(ips[i]->current);
-			ips[i]->current = dst && *dst ? xstrdup(dst) : NULL;
+			fip_set_current(ips[i], dst);
 			found = 1;
 			break;
 		}
-		if (!found) {
-			ips[i]->state = ST_FAILED;
-			ips[i]->fail = OUT_UNKNOWN;
-		}
+		if (!found)
+			fip_set_unknown(ips[i]);
 	}
 	json_decref(entries);
 	return OUT_OK;
@@ -120,7 +110,7 @@ already_provisioned(struct ctx *c)
 	char text[300];
 	json_t *j;
 
-	j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len, 0, NULL);
+	j = api_body(c);
 	if (!j)
 		return 0;
 	api_error_text(j, text, sizeof text);
@@ -157,12 +147,10 @@ move(struct ctx *c, struct fip **ips, size_t n, const char *dest)
 	o = api_send(c, &r);
 	auth_free(&a);
 	if (o == OUT_OK) {
-		long st = c->resp.status;
-
-		if (st >= 200 && st <= 299) {
+		if (api_2xx(c)) {
 			for (size_t i = 0; i < n; i++)
 				ips[i]->state = ST_ROUTED;
-		} else if (st == 409 && already_provisioned(c)) {
+		} else if (c->resp.status == 409 && already_provisioned(c)) {
 			for (size_t i = 0; i < n; i++)
 				ips[i]->state = ST_UNCHANGED;
 		} else {
@@ -192,16 +180,10 @@ list(struct ctx *c, struct buf *out)
 
 		if (entry_fields(e, &src, &dst) < 0 || !valid_ip(src))
 			continue;
-		buf_printf(out, "%s %s\n", src, !dst || !*dst ? "-" : valid_ip(dst) ? dst : "?");
+		list_line(out, &provider_online, src, dst);
 	}
 	json_decref(l);
 	return OUT_OK;
-}
-
-static int
-valid_dest(const char *dest)
-{
-	return valid_ip(dest);
 }
 
 const struct provider provider_online = {
@@ -209,7 +191,7 @@ const struct provider provider_online = {
 	.default_url = "https://api.online.net/api/v1",
 	.batch = 1,
 	.check = check,
-	.valid_dest = valid_dest,
+	.valid_dest = valid_ip,
 	.same_dest = same_address,
 	.lookup = lookup,
 	.move = move,

@@ -81,7 +81,7 @@ clock_delta(struct ctx *c)
 	o = api_send(c, &r);
 	if (o != OUT_OK)
 		return o;
-	if (c->resp.status < 200 || c->resp.status > 299)
+	if (!api_2xx(c))
 		return api_status(c, &r, NULL);
 	now = (long long)time(NULL);
 	j = api_json(c, &r);
@@ -119,11 +119,10 @@ signed_call(struct ctx *c, struct api_req *r, json_t **reply)
 	r->auth_headers = NULL;
 	if (o != OUT_OK)
 		return o;
-	if (c->resp.status < 200 || c->resp.status > 299) {
-		const char *code;
-		json_t *j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len,
-		                       0, NULL);
-		code = json_string_value(json_object_get(j, "errorCode"));
+	if (!api_2xx(c)) {
+		json_t *j = api_body(c);
+		const char *code = json_string_value(json_object_get(j, "errorCode"));
+
 		o = api_status(c, r, NULL);
 		if (c->resp.status == 400 && code && strcmp(code, "INVALID_SIGNATURE") == 0)
 			o = OUT_AUTH;
@@ -143,42 +142,35 @@ block_path(const struct fip *ip)
 }
 
 static enum outcome
+lookup_one(struct ctx *c, struct fip *ip)
+{
+	char *path = block_path(ip);
+	struct api_req r = { .method = "GET", .path = path };
+	const char *svc = NULL;
+	const json_t *to;
+	enum outcome o;
+	json_t *j;
+
+	o = signed_call(c, &r, &j);
+	if (o == OUT_REFUSED && c->resp.status == 404) {
+		o = OUT_UNKNOWN;
+	} else if (o == OUT_OK) {
+		to = json_object_get(j, "routedTo");
+		if (!json_is_object(j) ||
+		    (!json_is_null(to) && to && json_string_or_null(to, "serviceName", &svc) < 0))
+			o = api_fail(c, OUT_BADREPLY, &r, "no routedTo.serviceName");
+		else
+			fip_set_current(ip, svc);
+	}
+	json_decref(j);
+	free(path);
+	return o;
+}
+
+static enum outcome
 lookup(struct ctx *c, struct fip **ips, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		char *path;
-		struct api_req r = { .method = "GET" };
-		const char *svc = NULL;
-		enum outcome o;
-		json_t *j;
-
-		if (ips[i]->state != ST_PENDING)
-			continue;
-		path = block_path(ips[i]);
-		r.path = path;
-		o = signed_call(c, &r, &j);
-		if (o == OUT_REFUSED && c->resp.status == 404) {
-			ips[i]->state = ST_FAILED;
-			ips[i]->fail = OUT_UNKNOWN;
-			o = OUT_OK;
-		} else if (o == OUT_OK) {
-			const json_t *to = json_object_get(j, "routedTo");
-
-			if (!json_is_object(j) ||
-			    (!json_is_null(to) && to &&
-			     json_string_or_null(to, "serviceName", &svc) < 0))
-				o = api_fail(c, OUT_BADREPLY, &r, "no routedTo.serviceName");
-			else {
-				free(ips[i]->current);
-				ips[i]->current = svc && *svc ? xstrdup(svc) : NULL;
-			}
-		}
-		json_decref(j);
-		free(path);
-		if (o != OUT_OK)
-			return o;
-	}
-	return OUT_OK;
+	return api_lookup_each(c, ips, n, lookup_one);
 }
 
 /* Polls the move task until it is done, fails, or the deadline passes. */
@@ -274,24 +266,20 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 static enum outcome
 move(struct ctx *c, struct fip **ips, size_t n, const char *dest)
 {
-	for (size_t i = 0; i < n; i++) {
-		enum outcome o = move_one(c, ips[i], dest);
-		if (o != OUT_OK)
-			return o;
-	}
-	return OUT_OK;
+	return api_move_each(c, ips, n, dest, move_one);
 }
 
-/* "192.0.2.10/32" is shown as the address alone, as the other providers do. */
+/* "192.0.2.10/32" is listed as the address alone, as the other providers do. */
 static void
-print_block(struct buf *out, const char *block, const char *svc)
+list_block(struct buf *out, const char *block, const char *svc)
 {
 	const char *slash = strchr(block, '/');
-	int len = slash ? (int)(slash - block) : (int)strlen(block);
+	char *ip = slash && (strcmp(slash, "/32") == 0 || strcmp(slash, "/128") == 0)
+	               ? xstrndup(block, slash - block)
+	               : xstrdup(block);
 
-	if (slash && strcmp(slash, "/32") != 0 && strcmp(slash, "/128") != 0)
-		len = (int)strlen(block);
-	buf_printf(out, "%.*s %s\n", len, block, svc && *svc ? svc : "-");
+	list_line(out, &provider_ovh, ip, svc);
+	free(ip);
 }
 
 static int
@@ -331,12 +319,10 @@ list(struct ctx *c, struct buf *out)
 	size_t k;
 
 	o = signed_call(c, &r, &blocks);
+	if (o == OUT_OK)
+		o = api_want_array(c, &r, &blocks);
 	if (o != OUT_OK)
 		return o;
-	if (!json_is_array(blocks)) {
-		json_decref(blocks);
-		return api_fail(c, OUT_BADREPLY, &r, "reply is not a JSON array");
-	}
 	for (k = 0; k < json_array_size(blocks); k++) {
 		const json_t *b = json_array_get(blocks, k);
 		const char *block = json_string_value(b), *svc = NULL;
@@ -356,10 +342,9 @@ list(struct ctx *c, struct buf *out)
 		if (o != OUT_OK)
 			break;
 		to = json_object_get(ip, "routedTo");
-		if (json_is_object(to) && json_string_or_null(to, "serviceName", &svc) == 0 &&
-		    svc && !valid_dest(svc))
-			svc = "?";
-		print_block(out, block, svc);
+		if (json_is_object(to))
+			json_string_or_null(to, "serviceName", &svc); /* NULL unless a string */
+		list_block(out, block, svc);
 		json_decref(ip);
 	}
 	json_decref(blocks);
