@@ -1,23 +1,49 @@
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "guest.h"
 #include "util.h"
 
-static int
-proc_alive(pid_t pid)
+int
+proc_stat_read(pid_t pid, struct proc_stat *st)
 {
-	char path[64];
-	struct buf b = { 0 };
+	char path[64], buf[1024];
 	const char *p;
-	int alive = 0;
+	ssize_t n;
+	int fd;
 
 	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-	if (read_file(path, 4096, &b) == 0 && (p = strrchr(b.data, ')')))
-		alive = p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
-	buf_free(&b);
-	return alive;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses;
+	 * starttime is field 22. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %c %d %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
+			 "%*s %*s %*s %llu", &st->state, &st->ppid, &st->starttime) != 3)
+		return -1;
+	return st->state == 'Z' || st->state == 'X' ? -1 : 0;
+}
+
+int64_t
+proc_age_ms(unsigned long long starttime)
+{
+	struct timespec boot;
+	long hz = sysconf(_SC_CLK_TCK);
+
+	if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &boot) < 0)
+		return 0;
+	return (int64_t)boot.tv_sec * 1000 + boot.tv_nsec / 1000000 -
+	       (int64_t)(starttime * 1000 / (unsigned long long)hz);
 }
 
 static int
@@ -50,7 +76,8 @@ qemu_running_pid(const char *run_dir, uint32_t vmid)
 
 	if (read_file(pidfile, 64, &b) == 0) {
 		b.data[strcspn(b.data, "\n")] = '\0';
-		if (parse_ulong(b.data, 4194304, &v) == 0 && v > 0 && proc_alive((pid_t)v) &&
+		struct proc_stat ps;
+		if (parse_ulong(b.data, 4194304, &v) == 0 && v > 0 && proc_stat_read((pid_t)v, &ps) == 0 &&
 		    cmdline_has_pidfile((pid_t)v, pidfile))
 			pid = (pid_t)v;
 	}

@@ -264,40 +264,14 @@ reload_conf(struct guest *g)
 	return 0;
 }
 
-/* Field 22 of /proc/PID/stat: when the process started, in clock ticks
- * after boot. 0 when the process is gone. */
+/* When the process started (clock ticks after boot); 0 when it is gone or
+ * a zombie, so a killed QEMU stops counting as running at once. */
 static unsigned long long
 proc_starttime(pid_t pid)
 {
-	char path[64];
-	struct buf b = { 0 };
-	unsigned long long t = 0;
-	const char *p;
+	struct proc_stat ps;
 
-	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-	if (read_file(path, 4096, &b) == 0 && (p = strrchr(b.data, ')'))) {
-		/* after ") " comes field 3 (state); starttime is field 22 */
-		for (int field = 2; *p && field < 22; p++)
-			if (*p == ' ')
-				field++;
-		t = strtoull(p, NULL, 10);
-	}
-	buf_free(&b);
-	return t;
-}
-
-/* How long ago a process started, from its starttime. */
-static int64_t
-process_age_ms(unsigned long long starttime)
-{
-	struct timespec ts;
-	long hz = sysconf(_SC_CLK_TCK);
-	int64_t boot_ms;
-
-	if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &ts) < 0)
-		return 0;
-	boot_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	return boot_ms - (int64_t)(starttime * 1000 / (unsigned long long)hz);
+	return proc_stat_read(pid, &ps) == 0 ? ps.starttime : 0;
 }
 
 /* The pid of the guest's QEMU, checked as qemu-server does; the full check
@@ -323,7 +297,7 @@ static void
 start_watch(struct watcher *w, struct guest *g, const char *why, int64_t now)
 {
 	int64_t grace_ms = (int64_t)(w->o->grace_s * 1000);
-	int64_t left = grace_ms - process_age_ms(g->pstart);
+	int64_t left = grace_ms - proc_age_ms(g->pstart);
 
 	g->watched = 1;
 	g->misses = 0;
