@@ -138,9 +138,9 @@ requests() { jq -c "select(.path | test(\"$1\"))" "$T/req.log"; }
 	wait "$hook"
 	# the sampling did see the requests go out
 	grep -q "curl .*127.0.0.1:$PORT" "$T/ps"
-	! grep -qF "$PASS" "$T/ps"
-	! grep -qF "$PASS" "$T/err"
-	! grep -qiF "gAAAA" "$T/ps"
+	refute grep -qF "$PASS" "$T/ps"
+	refute grep -qF "$PASS" "$T/err"
+	refute grep -qiF "gAAAA" "$T/ps"
 	grep -q 'masakari notified' "$T/err"
 }
 

@@ -99,7 +99,7 @@ count() { grep -c -- "$1" "$2" || true; }
 	wait_until 10 in_out "101 watch running"
 	kill -STOP "$QGA_PID"
 	wait_until 10 bash -c "[ \$(grep -c 'while locked (backup)' '$T/err') -ge 6 ]"
-	! grep -q failed "$T/out"
+	refute grep -q failed "$T/out"
 	[ ! -s "$HOOK_LOG" ]
 	pmxcfs-sim lock "$PVE" 101 ""
 	wait_until 10 in_out "101 failed timeout"
@@ -190,7 +190,7 @@ qemu_guest() {
 	kill "$(cat "$RUN/101.pid")"
 	wait_until 10 in_out "101 unwatch stopped"
 	sleep 1
-	! grep -q failed "$T/out"
+	refute grep -q failed "$T/out"
 	[ ! -s "$HOOK_LOG" ]
 }
 
@@ -202,7 +202,7 @@ qemu_guest() {
 	kill -STOP "$b"
 	watch --json --grace 1
 	wait_until 10 grep -q '"vmid":101,"event":"watch"' "$T/out"
-	! grep -q '"vmid":105' "$T/out"
+	refute grep -q '"vmid":105' "$T/out"
 	pmxcfs-sim migrate "$PVE" 101 pve2
 	wait_until 10 grep -q '"vmid":101,"event":"unwatch","reason":"migrated"' "$T/out"
 	kill -STOP "$a"
@@ -212,7 +212,7 @@ qemu_guest() {
 	wait_until 10 grep -q '"vmid":105,"event":"failed"' "$T/out"
 	grep -q '105: timeout in the grace period' "$T/err"
 	grep '"event":"failed"' "$T/out" | jq -e '.vmid == 105 and .reason == "timeout" and .misses == 3 and .node == "pve1"'
-	! grep -q '"vmid":101,"event":"failed"' "$T/out"
+	refute grep -q '"vmid":101,"event":"failed"' "$T/out"
 }
 
 @test "watch: a guest that starts later is picked up, the grace of a fresh QEMU applies" {
@@ -226,7 +226,7 @@ qemu_guest() {
 	fake_qemu "$RUN" 101
 	wait_until 10 in_out "101 watch start"
 	wait_until 10 bash -c "[ \$(grep -c '101: timeout in the grace period' '$T/err') -ge 4 ]"
-	! grep -q failed "$T/out"
+	refute grep -q failed "$T/out"
 }
 
 @test "watch: an agent that answers again after a gap gets its clock set (qga-timesync)" {
@@ -244,7 +244,7 @@ qemu_guest() {
 	wait_until 10 grep -q '^101 timesync [0-9.]*$' "$T/out"
 	wait_until 10 grep -q '"guest-set-time"' "$T/agent.log"
 	wait_until 10 grep -q '^101 -[0-9]* fixed$' "$T/err"
-	! grep -q failed "$T/out"
+	refute grep -q failed "$T/out"
 }
 
 @test "watch: READY=1 after the first round, SIGUSR1 logs a table, SIGTERM ends it with 0" {

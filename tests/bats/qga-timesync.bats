@@ -51,7 +51,7 @@ recorder() { # VMID OFFSET_MS
 	recorder 101 2500
 	run -0 qga-timesync --max-drift 3000 --qga-dir "$RUN" 101
 	assert_output --regexp '^101 2[45][0-9][0-9] ok$'
-	! grep -q guest-set-time "$T/agent.log"
+	refute grep -q guest-set-time "$T/agent.log"
 	run -0 qga-timesync --max-drift 2000 --qga-dir "$RUN" 101
 	assert_output --regexp '^101 2[45][0-9][0-9] fixed$'
 	grep -q guest-set-time "$T/agent.log"
@@ -62,7 +62,7 @@ recorder() { # VMID OFFSET_MS
 	run -1 qga-timesync -n --qga-dir "$RUN" 101
 	assert_output --regexp '^101 (49[5-9][0-9]|50[0-4][0-9]) off$'
 	grep -q guest-get-time "$T/agent.log"
-	! grep -q guest-set-time "$T/agent.log"
+	refute grep -q guest-set-time "$T/agent.log"
 }
 
 @test "qga-timesync: an agent that refuses guest-set-time is reported unfixed (exit 1)" {
