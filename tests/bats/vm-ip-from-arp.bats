@@ -15,7 +15,10 @@ setup() {
 	CFG=$T/cfg
 	HOSTNS=$(netns_add host)
 	ip netns exec "$HOSTNS" sysctl -qw net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.accept_dad=0
-	ip -n "$HOSTNS" link add vmbr0 type bridge
+	# A MAC of its own, as a real vmbr0 has its NIC's: a bridge that takes the
+	# lowest MAC of its ports changes it when a guest NIC joins, and the
+	# kernel then flushes the neighbour tables the tests read.
+	ip -n "$HOSTNS" link add vmbr0 address 02:00:00:00:00:01 type bridge
 	ip -n "$HOSTNS" link set vmbr0 up
 	ip -n "$HOSTNS" addr add 100.128.0.1/24 dev vmbr0
 	ip -n "$HOSTNS" addr add 2001:db9::1/64 dev vmbr0 nodad
