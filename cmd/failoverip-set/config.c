@@ -4,7 +4,6 @@
  * names the file and line. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,22 +15,6 @@
 #include "util.h"
 
 #define CONFIG_MAX (64 * 1024)
-
-/* Every problem with the file ends the program with 78. */
-static _Noreturn void bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-bad(const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	log_err("%s", msg);
-	exit(EXIT_CONFIG);
-}
 
 enum kind {
 	K_PROVIDER,
@@ -159,30 +142,31 @@ set_key(struct config *cfg, const struct key *k, char *value, int lineno)
 		return;
 	case K_SECRET:
 		if (!*value)
-			bad("%s:%d: %s: empty", path, lineno, k->name);
+			die(EXIT_CONFIG, "%s:%d: %s: empty", path, lineno, k->name);
 		break;
 	case K_URL:
 		if ((why = check_url(cfg, value)))
-			bad("%s:%d: api_url: %s", path, lineno, why);
+			die(EXIT_CONFIG, "%s:%d: api_url: %s", path, lineno, why);
 		break;
 	case K_PATH:
 		if (value[0] != '/')
-			bad("%s:%d: %s: not an absolute path", path, lineno, k->name);
+			die(EXIT_CONFIG, "%s:%d: %s: not an absolute path", path, lineno, k->name);
 		break;
 	case K_IFNAME:
 		if (*value && !valid_ifname(value))
-			bad("%s:%d: %s: not an interface name: '%s'", path, lineno, k->name, value);
+			die(EXIT_CONFIG, "%s:%d: %s: not an interface name: '%s'", path, lineno,
+			    k->name, value);
 		break;
 	case K_SECONDS:
 		if (parse_seconds(value, &d) < 0 || d < k->min || d > k->max)
-			bad("%s:%d: %s: want seconds from %g to %g, not '%s'", path, lineno,
-			    k->name, k->min, k->max, value);
+			die(EXIT_CONFIG, "%s:%d: %s: want seconds from %g to %g, not '%s'", path,
+			    lineno, k->name, k->min, k->max, value);
 		memcpy((char *)cfg + k->off, &d, sizeof d);
 		return;
 	case K_COUNT:
 		if (parse_ulong(value, (unsigned long)k->max, &u) < 0)
-			bad("%s:%d: %s: want a number from 0 to %g, not '%s'", path, lineno,
-			    k->name, k->max, value);
+			die(EXIT_CONFIG, "%s:%d: %s: want a number from 0 to %g, not '%s'", path,
+			    lineno, k->name, k->max, value);
 		memcpy((char *)cfg + k->off, &u, sizeof u);
 		return;
 	case K_STRING:
@@ -203,16 +187,16 @@ read_config(int fd, const char *path, struct buf *b)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			bad("%s: %m", path);
+			die(EXIT_CONFIG, "%s: %m", path);
 		if (n == 0)
 			break;
 		b->len += n;
 		b->data[b->len] = '\0';
 		if (b->len > CONFIG_MAX)
-			bad("%s: larger than %d bytes", path, CONFIG_MAX);
+			die(EXIT_CONFIG, "%s: larger than %d bytes", path, CONFIG_MAX);
 	}
 	if (memchr(b->data, '\0', b->len))
-		bad("%s: contains a NUL byte", path);
+		die(EXIT_CONFIG, "%s: contains a NUL byte", path);
 }
 
 void
@@ -233,9 +217,9 @@ config_load(struct config *cfg, const char *path)
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
-		bad("%s: %m", path);
+		die(EXIT_CONFIG, "%s: %m", path);
 	if (check_private_file(fd, err, sizeof err) < 0)
-		bad("%s: %s", path, err);
+		die(EXIT_CONFIG, "%s: %s", path, err);
 	read_config(fd, path, &b);
 	close(fd);
 
@@ -252,7 +236,7 @@ config_load(struct config *cfg, const char *path)
 			continue;
 		eq = strchr(key, '=');
 		if (!eq)
-			bad("%s:%d: not a key=value line", path, lineno);
+			die(EXIT_CONFIG, "%s:%d: not a key=value line", path, lineno);
 		*eq = '\0';
 		key = trim(key);
 		value = trim(eq + 1);
@@ -260,12 +244,14 @@ config_load(struct config *cfg, const char *path)
 			if (strcmp(key, keys[i].name) == 0)
 				k = &keys[i];
 		if (!k)
-			bad("%s:%d: unknown key '%s'", path, lineno, has_control(key) ? "?" : key);
+			die(EXIT_CONFIG, "%s:%d: unknown key '%s'", path, lineno,
+			    has_control(key) ? "?" : key);
 		if (seen & (1u << (k - keys)))
-			bad("%s:%d: %s: set twice", path, lineno, k->name);
+			die(EXIT_CONFIG, "%s:%d: %s: set twice", path, lineno, k->name);
 		seen |= 1u << (k - keys);
 		if (has_control(value))
-			bad("%s:%d: %s: control characters in the value", path, lineno, k->name);
+			die(EXIT_CONFIG, "%s:%d: %s: control characters in the value", path, lineno,
+			    k->name);
 		if (k->kind == K_STRING)
 			dest_line = lineno;
 		set_key(cfg, k, value, lineno);
@@ -274,12 +260,12 @@ config_load(struct config *cfg, const char *path)
 	buf_free(&b);
 
 	if (!cfg->provider)
-		bad("%s: provider is not set (online, hetzner or ovh)", path);
+		die(EXIT_CONFIG, "%s: provider is not set (online, hetzner or ovh)", path);
 	if (cfg->provider->check(cfg, err, sizeof err) < 0)
-		bad("%s: %s", path, err);
+		die(EXIT_CONFIG, "%s: %s", path, err);
 	if (cfg->destination && !cfg->provider->valid_dest(cfg->destination))
-		bad("%s:%d: destination: not a valid %s destination: '%s'", path, dest_line,
-		    cfg->provider->name, cfg->destination);
+		die(EXIT_CONFIG, "%s:%d: destination: not a valid %s destination: '%s'", path,
+		    dest_line, cfg->provider->name, cfg->destination);
 	if (!cfg->api_url) {
 		cfg->api_url = xstrdup(cfg->provider->default_url);
 		check_url(cfg, cfg->api_url);
