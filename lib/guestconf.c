@@ -1,18 +1,12 @@
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "guestconf.h"
 #include "util.h"
-
-/* Configs are small; pmxcfs itself caps a file at 1 MiB. */
-#define GUEST_CONF_MAX (1024 * 1024)
 
 static const char *const nic_models[] = {
 	"e1000",  "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e",
@@ -277,44 +271,7 @@ guest_conf_parse(const char *text, size_t len, enum guest_type type, struct gues
 int
 guest_conf_read(const char *path, struct buf *out)
 {
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), e;
-	struct stat st;
-
-	buf_reset(out);
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &st) < 0)
-		goto fail;
-	if (!S_ISREG(st.st_mode)) {
-		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-		goto fail;
-	}
-	for (;;) {
-		ssize_t n;
-
-		buf_grow(out, 4096);
-		n = read(fd, out->data + out->len, out->cap - out->len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		if (n == 0)
-			break;
-		out->len += n;
-		if (out->len > GUEST_CONF_MAX) {
-			errno = EFBIG;
-			goto fail;
-		}
-	}
-	out->data[out->len] = '\0';
-	close(fd);
-	return 0;
-fail:
-	e = errno;
-	close(fd);
-	buf_reset(out);
-	errno = e;
-	return -1;
+	return read_file(path, GUEST_CONF_MAX, out);
 }
 
 int

@@ -50,9 +50,12 @@ void guest_conf_parse(const char *text, size_t len, enum guest_type type, struct
  * EINVAL for anything but a regular file). */
 int guest_conf_load(const char *path, enum guest_type type, struct guest_conf *out);
 
-/* Reads a config file's text, as guest_conf_load does: a regular file of at
- * most 1 MiB (pmxcfs's limit), opened so that a FIFO or device under that
- * name can never block. 0, or -1 with errno as guest_conf_load. */
+/* Configs are small; pmxcfs itself caps a file at 1 MiB. */
+#define GUEST_CONF_MAX (1024 * 1024)
+
+/* Reads a config file's text, as guest_conf_load does: read_file (a
+ * regular file, so that a FIFO or device under that name can never block)
+ * of at most GUEST_CONF_MAX. 0, or -1 with errno as guest_conf_load. */
 int guest_conf_read(const char *path, struct buf *out);
 
 void guest_conf_free(struct guest_conf *c);

@@ -424,8 +424,6 @@ ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n, enum ip
 	return rc;
 }
 
-/* pmxcfs caps a file at 1 MiB, and so does the config parser. */
-#define GUEST_CONF_FILE_MAX (1024 * 1024)
 /* Below this many guests one thread reads them all; above, reading and
  * parsing spread over the CPUs (at most LOAD_THREADS_MAX). */
 #define LOAD_THREADS_FROM 512
@@ -456,7 +454,7 @@ load_worker(void *arg)
 			continue;
 		/* Relative to the directory: no path walk per file. */
 		snprintf(name, sizeof name, "%u.conf", o->vmid);
-		if (read_file_at(dirfd, name, GUEST_CONF_FILE_MAX, &text) < 0) {
+		if (read_file_at(dirfd, name, GUEST_CONF_MAX, &text) < 0) {
 			if (errno != ENOENT)
 				log_warn("%s/nodes/%s/%s/%s: cannot read: %m", j->pve_dir, j->node,
 				         guest_type_dir(o->type), name);

@@ -152,43 +152,7 @@ buf_free(struct buf *b)
 int
 read_file(const char *path, size_t max, struct buf *out)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	ssize_t n;
-
-	buf_reset(out);
-	if (fd < 0)
-		return -1;
-	if (fstat(fd, &st) < 0)
-		goto fail;
-	if (S_ISDIR(st.st_mode)) {
-		errno = EISDIR;
-		goto fail;
-	}
-	for (;;) {
-		buf_grow(out, 65536);
-		n = read(fd, out->data + out->len, out->cap - out->len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			goto fail;
-		if (n == 0)
-			break;
-		out->len += n;
-		if (out->len > max) {
-			errno = EFBIG;
-			goto fail;
-		}
-	}
-	out->data[out->len] = '\0';
-	close(fd);
-	return 0;
-fail:
-	n = errno;
-	close(fd);
-	buf_reset(out);
-	errno = n;
-	return -1;
+	return read_file_at(AT_FDCWD, path, max, out);
 }
 
 static int
@@ -442,24 +406,23 @@ on_signal(int sig, void (*handler)(int))
 }
 
 int
-read_file_at(int dirfd, const char *name, size_t max, struct buf *out)
+read_fd(int fd, size_t max, struct buf *out)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), e;
 	struct stat st;
+	int e;
 
 	buf_reset(out);
-	if (fd < 0)
-		return -1;
 	if (fstat(fd, &st) < 0)
-		goto fail;
+		return -1;
 	if (!S_ISREG(st.st_mode)) {
 		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-		goto fail;
+		return -1;
 	}
 	for (;;) {
-		/* Ask for one byte more than the size: a shorter read is the end. */
+		/* Ask for one byte more than the size: a shorter read is the end.
+		 * Not so for a size of 0 (/proc, cgroupfs), read until nothing. */
 		size_t want =
-		    out->len < (size_t)st.st_size ? (size_t)st.st_size - out->len + 1 : 4096;
+		    out->len < (size_t)st.st_size ? (size_t)st.st_size - out->len + 1 : 65536;
 		ssize_t n;
 
 		buf_grow(out, want);
@@ -473,16 +436,29 @@ read_file_at(int dirfd, const char *name, size_t max, struct buf *out)
 			errno = EFBIG;
 			goto fail;
 		}
-		if (n == 0 || (size_t)n < want)
+		if (n == 0 || (st.st_size > 0 && (size_t)n < want))
 			break;
 	}
 	out->data[out->len] = '\0';
-	close(fd);
 	return 0;
 fail:
 	e = errno;
-	close(fd);
 	buf_reset(out);
 	errno = e;
 	return -1;
+}
+
+int
+read_file_at(int dirfd, const char *name, size_t max, struct buf *out)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY), rc, e;
+
+	buf_reset(out);
+	if (fd < 0)
+		return -1;
+	rc = read_fd(fd, max, out);
+	e = errno;
+	close(fd);
+	errno = e;
+	return rc;
 }

@@ -33,7 +33,8 @@ void buf_consume(struct buf *b, size_t n); /* drop n bytes from the front */
 void buf_reset(struct buf *b);
 void buf_free(struct buf *b);
 
-/* Reads a whole file (at most max bytes, else EFBIG). 0 or -1 with errno. */
+/* Reads a whole regular file (at most max bytes, else EFBIG): read_file_at
+ * relative to the working directory. 0 or -1 with errno. */
 int read_file(const char *path, size_t max, struct buf *out);
 
 /* Writes path atomically (temp file in the same directory, fsync, rename),
@@ -72,9 +73,12 @@ void on_signal(int sig, void (*handler)(int));
 
 /* Reads the regular file name in directory dirfd (at most max bytes, else
  * EFBIG) with one read for a file that does not change meanwhile; opened
- * non-blocking, so a FIFO under that name fails (EINVAL) instead of
- * blocking. For scanning thousands of small files. 0 or -1 with errno. */
+ * non-blocking, so a FIFO or a device under that name fails (EINVAL, a
+ * directory EISDIR) instead of blocking. Files that say they are empty
+ * (/proc, cgroupfs) are read to their end. 0 or -1 with errno. */
 int read_file_at(int dirfd, const char *name, size_t max, struct buf *out);
+/* The same for a file already open (say, after check_private_file). */
+int read_fd(int fd, size_t max, struct buf *out);
 
 /* Writes all of data, going on after EINTR and short writes. 0 or -1 with
  * errno (EAGAIN on a non-blocking fd that is full). */

@@ -176,29 +176,6 @@ set_key(struct config *cfg, const struct key *k, char *value, int lineno)
 	*str = *value ? xstrdup(value) : NULL;
 }
 
-static void
-read_config(int fd, const char *path, struct buf *b)
-{
-	for (;;) {
-		ssize_t n;
-
-		buf_grow(b, 4096);
-		n = read(fd, b->data + b->len, b->cap - b->len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			die(EXIT_CONFIG, "%s: %m", path);
-		if (n == 0)
-			break;
-		b->len += n;
-		b->data[b->len] = '\0';
-		if (b->len > CONFIG_MAX)
-			die(EXIT_CONFIG, "%s: larger than %d bytes", path, CONFIG_MAX);
-	}
-	if (memchr(b->data, '\0', b->len))
-		die(EXIT_CONFIG, "%s: contains a NUL byte", path);
-}
-
 void
 config_load(struct config *cfg, const char *path)
 {
@@ -215,13 +192,20 @@ config_load(struct config *cfg, const char *path)
 	cfg->poll_interval = 5;
 	cfg->retries = 8;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* Non-blocking: a FIFO under that name is refused, not waited for. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		die(EXIT_CONFIG, "%s: %m", path);
 	if (check_private_file(fd, err, sizeof err) < 0)
 		die(EXIT_CONFIG, "%s: %s", path, err);
-	read_config(fd, path, &b);
+	if (read_fd(fd, CONFIG_MAX, &b) < 0) {
+		if (errno == EFBIG)
+			die(EXIT_CONFIG, "%s: larger than %d bytes", path, CONFIG_MAX);
+		die(EXIT_CONFIG, "%s: %m", path);
+	}
 	close(fd);
+	if (memchr(b.data, '\0', b.len))
+		die(EXIT_CONFIG, "%s: contains a NUL byte", path);
 
 	for (line = b.data; line; line = next) {
 		char *eq, *key, *value;

@@ -117,6 +117,20 @@ refute_secrets() {
 	assert_output "failoverip-set: $T/nope.conf: No such file or directory"
 }
 
+@test "a config that is a FIFO, too large or with a NUL byte exits 78 at once" {
+	mkfifo -m 0600 "$T/fifo.conf"
+	run -78 timeout 20 failoverip-set -c "$T/fifo.conf" 203.0.113.60
+	assert_output "failoverip-set: $T/fifo.conf: not a regular file"
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10
+	head -c 70000 /dev/zero | tr '\0' '#' >>"$CONF"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF: larger than 65536 bytes"
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10
+	printf '#\0\n' >>"$CONF"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF: contains a NUL byte"
+}
+
 @test "an unknown key exits 78 with file:line" {
 	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 '# comment' '' 'tokn = x'
 	run -78 failoverip-set -c "$CONF" 203.0.113.60
