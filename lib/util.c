@@ -462,3 +462,20 @@ read_file_at(int dirfd, const char *name, size_t max, struct buf *out)
 	errno = e;
 	return rc;
 }
+
+void
+utc_time_now(char *out, size_t len, int digits)
+{
+	struct timespec ts;
+	struct tm tm;
+	char s[32];
+	long frac;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+	frac = ts.tv_nsec;
+	for (int i = digits; i < 9; i++)
+		frac /= 10;
+	snprintf(out, len, "%s.%0*ld", s, digits, frac);
+}

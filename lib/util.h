@@ -84,4 +84,8 @@ int read_fd(int fd, size_t max, struct buf *out);
  * errno (EAGAIN on a non-blocking fd that is full). */
 int write_all(int fd, const void *data, size_t len);
 
+/* The time now in UTC as "2024-05-01T12:00:00.123", with digits (1 to 9)
+ * digits of the second's fraction. */
+void utc_time_now(char *out, size_t len, int digits);
+
 #endif

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -148,14 +147,10 @@ json_string(struct buf *b, const char *s)
 static void
 json_time(struct buf *b)
 {
-	struct timespec ts;
-	struct tm tm;
-	char s[32];
+	char s[40];
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_printf(b, "\"%s.%03ldZ\"", s, ts.tv_nsec / 1000000);
+	utc_time_now(s, sizeof s, 3);
+	buf_printf(b, "\"%sZ\"", s);
 }
 
 static void

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "guest.h"
 #include "log.h"
@@ -131,14 +130,7 @@ parse_args(int argc, char *argv[], struct opts *o)
 void
 utc_timestamp(char *out, size_t len)
 {
-	struct timespec ts;
-	struct tm tm;
-	char s[32];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out, len, "%s.%06ld", s, ts.tv_nsec / 1000);
+	utc_time_now(out, len, 6);
 }
 
 static void
