@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "guest.h"
 #include "proc.h"
 #include "util.h"
 
@@ -120,29 +121,6 @@ close_callers_fds(const int *keep, size_t nkeep)
 	closedir(d);
 }
 
-static pid_t
-parent_of(const char *pid)
-{
-	char path[64], buf[512], *p;
-	int fd, ppid;
-	ssize_t n;
-
-	snprintf(path, sizeof path, "/proc/%s/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read_full(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses. */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-		return -1;
-	return ppid;
-}
-
 /* Sends sig to every process below us, found through /proc. */
 static void
 signal_descendants(int sig)
@@ -160,18 +138,18 @@ signal_descendants(int sig)
 	while ((de = readdir(d))) {
 		char *end;
 		long pid = strtol(de->d_name, &end, 10);
-		pid_t ppid;
+		struct proc_stat st;
 
-		if (*end || end == de->d_name || pid <= 0)
-			continue;
-		if ((ppid = parent_of(de->d_name)) < 0)
+		/* A zombie is skipped: no signal reaches it, and its children
+		 * were handed to us already. */
+		if (*end || end == de->d_name || pid <= 0 || proc_stat_read((pid_t)pid, &st) < 0)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 256;
 			all = xreallocarray(all, cap, sizeof *all);
 		}
 		all[n].pid = (pid_t)pid;
-		all[n++].ppid = ppid;
+		all[n++].ppid = st.ppid;
 	}
 	closedir(d);
 	found = xmalloc((n + 1) * sizeof *found);
