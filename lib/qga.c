@@ -26,15 +26,6 @@ enum { S_IDLE, S_RETRY, S_CONNECTING, S_SEND, S_RECV, S_DONE };
 #define QGA_RETRY_MS 50          /* socket backlog full: Proxmox retries too */
 #define QGA_READ_CHUNK 16384
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 const char *
 qga_result_name(enum qga_result r)
 {

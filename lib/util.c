@@ -292,6 +292,15 @@ mono_ms(void)
 }
 
 int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
 real_ns(void)
 {
 	struct timespec ts;

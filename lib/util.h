@@ -51,8 +51,9 @@ int mkdir_p(const char *path, mode_t mode);
  * others. 0 when safe; otherwise -1 and a reason in err. */
 int check_private_file(int fd, char *err, size_t errlen);
 
-/* Clocks in milliseconds / nanoseconds. */
+/* Clocks in milliseconds, microseconds / nanoseconds. */
 int64_t mono_ms(void);
+int64_t mono_us(void);
 int64_t real_ns(void);
 void sleep_ms(int64_t ms);
 

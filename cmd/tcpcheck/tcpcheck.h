@@ -76,7 +76,6 @@ int64_t prober_next_deadline(const struct prober *pr); /* INT64_MAX: none */
 int prober_fd(const struct prober *pr);
 size_t prober_slots(void); /* sockets we may keep open, after raising the limit */
 const char *probe_state_name(enum probe_state s);
-int64_t mono_us(void);
 
 /* ---- addr helpers (probe.c) */
 
