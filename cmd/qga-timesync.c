@@ -114,7 +114,7 @@ static void
 read_clocks(const struct opts *o, struct sync *s, size_t n)
 {
 	int64_t until = mono_ms() + (int64_t)(o->wait_s * 1000);
-	size_t parallel = qga_parallel_max();
+	size_t parallel = open_files_budget(QGA_FD_RESERVE);
 	struct qga_call *calls = xcalloc(n, sizeof *calls);
 	size_t *idx = xcalloc(n, sizeof *idx);
 

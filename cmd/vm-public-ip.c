@@ -293,7 +293,7 @@ ask_agents(const struct opts *o, const struct node_guest *g, size_t ng, struct f
 		vmids[n++] = g[i].vmid;
 		free(sock);
 	}
-	qga_run(calls, n, qga_parallel_max());
+	qga_run(calls, n, open_files_budget(QGA_FD_RESERVE));
 	for (size_t i = 0; i < n; i++) {
 		const char *why;
 

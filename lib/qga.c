@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -640,15 +639,4 @@ qga_targets_get(int all, const char *pve_dir, const char *node, const char *qga_
 		die(rc, "%s", err);
 	}
 	return n;
-}
-
-size_t
-qga_parallel_max(void)
-{
-	struct rlimit rl;
-
-	raise_nofile_limit();
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		return rl.rlim_cur > 64 ? rl.rlim_cur - 32 : 16;
-	return 0;
 }

@@ -65,6 +65,10 @@ void qga_call_step(struct qga_call *c, short revents, int64_t now_ms);
 int qga_call_done(const struct qga_call *c);
 void qga_call_cleanup(struct qga_call *c);
 
+/* Descriptors a program running many calls keeps for everything else:
+ * open_files_budget(QGA_FD_RESERVE) is the usual max_parallel below. */
+#define QGA_FD_RESERVE 32
+
 /* Runs n calls to completion, all at once (at most max_parallel sockets
  * open, 0 = no limit). Each call keeps its own deadline. */
 void qga_run(struct qga_call *calls, size_t n, size_t max_parallel);
@@ -100,9 +104,5 @@ void qga_targets_free(struct qga_target *t, size_t n);
  * is a usage error (64), a bad stdin line 65, an unreadable .vmlist 69. */
 size_t qga_targets_get(int all, const char *pve_dir, const char *node, const char *qga_dir,
 		       int argc, char *const argv[], struct qga_target **out);
-
-/* How many agent sockets to keep open at once (qga_run's max_parallel):
- * the open-files limit, raised to its maximum, less room for the rest. */
-size_t qga_parallel_max(void);
 
 #endif

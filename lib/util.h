@@ -68,6 +68,10 @@ const char *local_node_name(void);
 
 /* Raises the soft open-files limit to the hard limit (for many sockets). */
 void raise_nofile_limit(void);
+/* How many sockets a program that opens many at once may keep open: the
+ * limit, raised, less reserve for everything else (at least 16, at most
+ * 1000000). */
+size_t open_files_budget(size_t reserve);
 
 /* Installs handler for sig with sigaction and no SA_RESTART. */
 void on_signal(int sig, void (*handler)(int));

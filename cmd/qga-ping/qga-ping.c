@@ -167,7 +167,7 @@ ping_once(const struct opts *o, struct qga_target *t, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		qga_call_init(&calls[i], t[i].path, PING_COMMAND, o->w.timeout_ms);
-	qga_run(calls, n, qga_parallel_max());
+	qga_run(calls, n, open_files_budget(QGA_FD_RESERVE));
 	for (size_t i = 0; i < n; i++) {
 		print_result(&t[i], &calls[i], o->json);
 		if (calls[i].result == QGA_TIMEOUT)

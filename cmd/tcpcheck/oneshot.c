@@ -361,7 +361,7 @@ oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 		free(r.ep);
 		return EXIT_DATAERR;
 	}
-	if (prober_init(&r.pr, prober_slots()) < 0)
+	if (prober_init(&r.pr, open_files_budget(PROBE_FD_RESERVE)) < 0)
 		die(EXIT_OSERR, "epoll: %s", strerror(errno));
 
 	resolve_all(&r, &res, &nres);

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -46,20 +45,6 @@ prober_free(struct prober *pr)
 		close(pr->epfd);
 	heap_free(&pr->heap);
 	pr->epfd = -1;
-}
-
-size_t
-prober_slots(void)
-{
-	struct rlimit rl;
-
-	raise_nofile_limit();
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
-		return 1024;
-	/* Keep some descriptors for stdio, epoll, pipes and config reads. */
-	if (rl.rlim_cur <= 96)
-		return 16;
-	return rl.rlim_cur - 64 > 1000000 ? 1000000 : (size_t)rl.rlim_cur - 64;
 }
 
 const char *

@@ -74,7 +74,9 @@ void prober_cancel(struct prober *pr, struct probe *p); /* no callback */
 void prober_poll(struct prober *pr, int timeout_ms);
 int64_t prober_next_deadline(const struct prober *pr); /* INT64_MAX: none */
 int prober_fd(const struct prober *pr);
-size_t prober_slots(void); /* sockets we may keep open, after raising the limit */
+/* Descriptors kept for stdio, epoll, pipes and config reads: the prober may
+ * keep open_files_budget(PROBE_FD_RESERVE) sockets. */
+#define PROBE_FD_RESERVE 64
 const char *probe_state_name(enum probe_state s);
 
 /* ---- addr helpers (probe.c) */

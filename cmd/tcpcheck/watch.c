@@ -1235,7 +1235,8 @@ setup(const struct watch_opts *o)
 	signal(SIGPIPE, SIG_IGN);
 	W.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	W.epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (W.sigfd < 0 || W.epfd < 0 || prober_init(&W.pr, prober_slots()) < 0)
+	if (W.sigfd < 0 || W.epfd < 0 ||
+	    prober_init(&W.pr, open_files_budget(PROBE_FD_RESERVE)) < 0)
 		return -1;
 	W.ev_signal.kind = EV_SIGNAL;
 	W.ev_prober.kind = EV_PROBER;
