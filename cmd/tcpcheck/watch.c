@@ -769,31 +769,17 @@ maybe_scheduled_restart(struct guest *g)
 		}
 	}
 	if (g->conf.restart_after > 0 && g->type == GUEST_QEMU) {
-		char path[64];
-		struct buf b = { 0 };
-		struct timespec boot;
-		const char *p;
-		unsigned long long start;
+		struct proc_stat st;
+		double up;
 
-		snprintf(path, sizeof path, "/proc/%llu/stat", (unsigned long long)g->instance);
-		if (read_file(path, 4096, &b) == 0 && (p = strrchr(b.data, ')')) &&
-		    sscanf(p + 2,
-		           "%*c %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
-		           "%*s %*s %llu",
-		           &start) == 1 &&
-		    clock_gettime(CLOCK_BOOTTIME, &boot) == 0) {
-			double up =
-			    boot.tv_sec + boot.tv_nsec / 1e9 - (double)start / sysconf(_SC_CLK_TCK);
-			if (up >= g->conf.restart_after) {
-				char d[32];
-				fmt_duration(up, d, sizeof d);
-				snprintf(why, sizeof why, "uptime %s reached restart_after", d);
-				buf_free(&b);
-				try_act(g, why, 1);
-				return;
-			}
+		if (proc_stat_read((pid_t)g->instance, &st) == 0 &&
+		    (up = proc_age_ms(st.starttime) / 1000.0) >= g->conf.restart_after) {
+			char d[32];
+			fmt_duration(up, d, sizeof d);
+			snprintf(why, sizeof why, "uptime %s reached restart_after", d);
+			try_act(g, why, 1);
+			return;
 		}
-		buf_free(&b);
 	} else if (g->conf.restart_after > 0 && !g->warned_lxc_uptime) {
 		log_warn("%s: restart_after is ignored for container %u (no uptime to read)",
 		         g->path, g->vmid);
