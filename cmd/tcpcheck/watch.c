@@ -108,7 +108,7 @@ struct watcher {
 	struct prober pr;
 	struct heap due;
 	int64_t next_scan;
-	int force_scan, quitting, nacting;
+	int force_scan, quitting, terminated, nacting;
 	char last_status[256];
 	unsigned seed;
 };
@@ -1146,7 +1146,9 @@ begin_quit(void)
 			if (W.g[i]->apid)
 				kill(-W.g[i]->apid, SIGTERM);
 		log_info("terminated %d running actions", W.nacting);
-		W.nacting = 0;
+		/* Not nacting = 0: their SIGCHLDs may still be read, and each
+		 * takes one off. */
+		W.terminated = 1;
 		return;
 	}
 	W.quitting = 1;
@@ -1285,7 +1287,7 @@ watch_main(const struct watch_opts *o)
 	W.next_scan = mono_ms() + (int64_t)(o->interval * 1000);
 	sd_notify_msg("READY=1");
 
-	while (!W.quitting || W.nacting) {
+	while (!W.quitting || (W.nacting && !W.terminated)) {
 		int64_t now = mono_ms(), wake;
 		int n;
 
