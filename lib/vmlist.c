@@ -21,6 +21,28 @@ cmp_owner(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static const char *const guest_event_names[] = {
+	[GUEST_CREATE] = "create",
+	[GUEST_DESTROY] = "destroy",
+	[GUEST_MIGRATE_IN] = "migrate-in",
+	[GUEST_MIGRATE_OUT] = "migrate-out",
+};
+
+const char *
+guest_event_name(enum guest_event e)
+{
+	return guest_event_names[e];
+}
+
+int
+guest_event_parse(const char *s, enum guest_event *e)
+{
+	for (size_t i = 0; i < ARRAY_LEN(guest_event_names); i++)
+		if (strcmp(s, guest_event_names[i]) == 0)
+			return *e = (enum guest_event)i, 0;
+	return -1;
+}
+
 int
 node_name_valid(const char *s)
 {

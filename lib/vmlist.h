@@ -50,6 +50,13 @@ const struct vm_owner *vmlist_find(const struct vmlist *l, uint32_t vmid);
 void vmlist_add(struct vmlist *l, const struct vm_owner *o); /* keeps order */
 void vmlist_free(struct vmlist *l);
 
+/* A change of a guest's owner as pve-watch-conf prints it and run-hooks
+ * --events reads it. */
+enum guest_event { GUEST_CREATE, GUEST_DESTROY, GUEST_MIGRATE_IN, GUEST_MIGRATE_OUT };
+/* "create", "destroy", "migrate-in", "migrate-out" */
+const char *guest_event_name(enum guest_event e);
+int guest_event_parse(const char *s, enum guest_event *e); /* 0 or -1 */
+
 /* A node name as pmxcfs accepts it (letters, digits, '-'; no leading '-'). */
 int node_name_valid(const char *s);
 

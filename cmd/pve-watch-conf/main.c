@@ -311,9 +311,9 @@ event_conf(struct watcher *w, const struct event *e)
 	char *conf;
 
 	switch (e->kind) {
-	case EV_MIGRATE_OUT:
+	case GUEST_MIGRATE_OUT:
 		return guest_conf_path(w->o.pve_dir, e->peer, e->type, e->vmid);
-	case EV_DESTROY:
+	case GUEST_DESTROY:
 		conf = store_retire_copy(&w->st, e->type, e->vmid);
 		if (!conf)
 			log_warn("guest %u: no copy of its config was kept; its destroy has none",
@@ -346,7 +346,7 @@ emit(struct watcher *w, const struct event *ev, size_t n)
 				w->out_errno = errno;
 			break;
 		}
-		if (ev[i].kind == EV_MIGRATE_OUT)
+		if (ev[i].kind == GUEST_MIGRATE_OUT)
 			store_drop_copy(&w->st, ev[i].type, ev[i].vmid);
 	}
 	sigprocmask(SIG_BLOCK, &w->block_mask, NULL);

@@ -11,26 +11,13 @@
 #include "log.h"
 #include "watch.h"
 
-static const char *const event_names[] = {
-	[EV_CREATE] = "create",
-	[EV_DESTROY] = "destroy",
-	[EV_MIGRATE_IN] = "migrate-in",
-	[EV_MIGRATE_OUT] = "migrate-out",
-};
-
-const char *
-event_name(enum event_kind k)
-{
-	return event_names[k];
-}
-
 struct events {
 	struct event *e;
 	size_t n, cap;
 };
 
 static void
-add(struct events *ev, enum event_kind k, const struct vm_owner *o, const char *peer)
+add(struct events *ev, enum guest_event k, const struct vm_owner *o, const char *peer)
 {
 	struct event *e;
 
@@ -57,20 +44,20 @@ diff_one(struct events *ev, const struct vm_owner *a, const struct vm_owner *b, 
 
 	if (a && b && a->type != b->type) {
 		if (a_here)
-			add(ev, EV_DESTROY, a, NULL);
+			add(ev, GUEST_DESTROY, a, NULL);
 		if (b_here)
-			add(ev, EV_CREATE, b, NULL);
+			add(ev, GUEST_CREATE, b, NULL);
 	} else if (!a) {
 		if (b_here)
-			add(ev, EV_CREATE, b, NULL);
+			add(ev, GUEST_CREATE, b, NULL);
 	} else if (!b) {
 		if (a_here)
-			add(ev, EV_DESTROY, a, NULL);
+			add(ev, GUEST_DESTROY, a, NULL);
 	} else if (strcmp(a->node, b->node) != 0) {
 		if (b_here)
-			add(ev, EV_MIGRATE_IN, b, a->node);
+			add(ev, GUEST_MIGRATE_IN, b, a->node);
 		else if (a_here)
-			add(ev, EV_MIGRATE_OUT, b, b->node);
+			add(ev, GUEST_MIGRATE_OUT, b, b->node);
 	}
 }
 
@@ -160,12 +147,12 @@ format(struct output *o, const struct event *e, const char *conf)
 
 	buf_reset(b);
 	if (!o->json) {
-		buf_printf(b, "%s %u %s %s %s\n", event_name(e->kind), e->vmid,
+		buf_printf(b, "%s %u %s %s %s\n", guest_event_name(e->kind), e->vmid,
 		           guest_type_name(e->type), e->peer[0] ? e->peer : "-", conf ? conf : "-");
 		return;
 	}
 	buf_printf(b,
-	           "{\"event\":\"%s\",\"vmid\":%u,\"type\":\"%s\",\"node\":", event_name(e->kind),
+	           "{\"event\":\"%s\",\"vmid\":%u,\"type\":\"%s\",\"node\":", guest_event_name(e->kind),
 	           e->vmid, guest_type_name(e->type));
 	json_string(b, o->node);
 	buf_puts(b, ",\"peer\":");

@@ -103,10 +103,8 @@ void store_close(struct store *s);
 
 /* output.c */
 
-enum event_kind { EV_CREATE, EV_DESTROY, EV_MIGRATE_IN, EV_MIGRATE_OUT };
-
 struct event {
-	enum event_kind kind;
+	enum guest_event kind;
 	uint32_t vmid;
 	enum guest_type type;
 	char peer[NODE_NAME_MAX]; /* "" when none */
@@ -124,7 +122,6 @@ size_t events_diff(const struct vmlist *old, const struct vmlist *new, const cha
                    struct event **out);
 /* A create for every guest node owns in m (--initial). */
 size_t events_initial(const struct vmlist *m, const char *node, struct event **out);
-const char *event_name(enum event_kind k);
 
 void output_init(struct output *o, int fd, int json, const char *node, volatile sig_atomic_t *stop);
 /* 0 written; -1 the reader went away (or another write error, errno);

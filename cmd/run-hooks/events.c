@@ -14,24 +14,17 @@
 
 #include "log.h"
 #include "run-hooks.h"
+#include "vmlist.h"
 
 /* Input lines longer than this are refused (a path is at most 4096). */
 #define MAX_LINE 16384
 /* Stop reading while this many events wait, to bound memory. */
 #define MAX_QUEUED 100000
 
-enum ev_kind { EV_CREATE, EV_DESTROY, EV_MIGRATE_IN, EV_MIGRATE_OUT };
-static const char *const kind_names[] = {
-	[EV_CREATE] = "create",
-	[EV_DESTROY] = "destroy",
-	[EV_MIGRATE_IN] = "migrate-in",
-	[EV_MIGRATE_OUT] = "migrate-out",
-};
-
 struct event {
 	struct journal_entry je; /* seq and the line as read */
 	char *fields;            /* a copy of the line, split in place */
-	enum ev_kind kind;
+	enum guest_event kind;
 	uint32_t vmid;
 	const char *type, *peer, *conf;
 	struct event *next;                /* in its guest's queue */
@@ -135,7 +128,6 @@ static int
 parse_event(struct event *e, char *err, size_t errlen)
 {
 	char *f[4], *p;
-	size_t k;
 
 	p = e->fields = xstrdup(e->je.line);
 	for (int i = 0; i < 4; i++) {
@@ -152,14 +144,10 @@ parse_event(struct event *e, char *err, size_t errlen)
 		snprintf(err, errlen, "want \"EVENT VMID TYPE PEER CONF\"");
 		return -1;
 	}
-	for (k = 0; k < ARRAY_LEN(kind_names); k++)
-		if (strcmp(f[0], kind_names[k]) == 0)
-			break;
-	if (k == ARRAY_LEN(kind_names)) {
+	if (guest_event_parse(f[0], &e->kind) < 0) {
 		snprintf(err, errlen, "unknown event \"%.64s\"", f[0]);
 		return -1;
 	}
-	e->kind = (enum ev_kind)k;
 	if (parse_vmid(f[1], &e->vmid) < 0) {
 		snprintf(err, errlen, "bad VMID \"%.64s\"", f[1]);
 		return -1;
@@ -272,7 +260,7 @@ event_env(const struct event *e)
 		if (!mine)
 			env[k++] = xstrdup(environ[i]);
 	}
-	env[k++] = xasprintf("PVEKIT_EVENT=%s", kind_names[e->kind]);
+	env[k++] = xasprintf("PVEKIT_EVENT=%s", guest_event_name(e->kind));
 	env[k++] = xasprintf("PVEKIT_VMID=%u", e->vmid);
 	env[k++] = xasprintf("PVEKIT_TYPE=%s", e->type);
 	env[k++] = xasprintf("PVEKIT_NODE=%s", opt->node);
@@ -388,7 +376,7 @@ static void
 start_event(struct job *j, struct guest *g)
 {
 	struct event *e = g->head;
-	int up = e->kind == EV_CREATE || e->kind == EV_MIGRATE_IN;
+	int up = e->kind == GUEST_CREATE || e->kind == GUEST_MIGRATE_IN;
 	const char *dir = hook_dirs[up ? 0 : 1];
 
 	g->head = e->next;
@@ -402,15 +390,15 @@ start_event(struct job *j, struct guest *g)
 	j->dir = dir;
 	j->dirname = up ? "up.d" : "down.d";
 	j->label = xasprintf("%s %u %s", strcmp(e->type, "lxc") == 0 ? "CT" : "VM", e->vmid,
-	                     kind_names[e->kind]);
+	                     guest_event_name(e->kind));
 	j->envp = event_env(e);
 	collect_hooks(j);
 	if (j->nhooks)
 		log_info("%s%s%s: %zu hook%s in %s", j->label,
-		         !*e->peer                   ? ""
-		         : e->kind == EV_MIGRATE_IN  ? " from "
-		         : e->kind == EV_MIGRATE_OUT ? " to "
-		                                     : " peer ",
+		         !*e->peer                      ? ""
+		         : e->kind == GUEST_MIGRATE_IN  ? " from "
+		         : e->kind == GUEST_MIGRATE_OUT ? " to "
+		                                        : " peer ",
 		         e->peer, j->nhooks, j->nhooks == 1 ? "" : "s", dir);
 	else if (!j->failed)
 		log_info("%s: no hooks in %s", j->label, dir);
