@@ -548,13 +548,8 @@ qga_targets_from_args(int argc, char *const argv[], const char *qga_dir,
 	if (argc > 0 || isatty(STDIN_FILENO))
 		return 0;
 	while (getline(&line, &cap, stdin) >= 0) {
-		char *s = line, *e;
+		char *s = trim_space(line);
 		lineno++;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		e = s + strlen(s);
-		while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-			*--e = '\0';
 		if (!*s || *s == '#')
 			continue;
 		if (qga_target_parse(s, qga_dir, &t) < 0) {

@@ -501,3 +501,15 @@ utc_time_now(char *out, size_t len, int digits)
 		frac /= 10;
 	snprintf(out, len, "%s.%0*ld", s, digits, frac);
 }
+
+char *
+trim_space(char *s)
+{
+	char *e;
+
+	s += strspn(s, " \t\r\n");
+	e = s + strlen(s);
+	while (e > s && strchr(" \t\r\n", e[-1]))
+		*--e = '\0';
+	return s;
+}

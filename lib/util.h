@@ -93,4 +93,8 @@ int write_all(int fd, const void *data, size_t len);
  * digits of the second's fraction. */
 void utc_time_now(char *out, size_t len, int digits);
 
+/* Cuts spaces, tabs, CRs and newlines off both ends of s, in place;
+ * returns where s now starts. */
+char *trim_space(char *s);
+
 #endif

@@ -57,19 +57,6 @@ static const struct provider *const providers[] = {
 	&provider_ovh,
 };
 
-static char *
-trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-		*--e = '\0';
-	return s;
-}
-
 static int
 valid_ifname(const char *s)
 {
@@ -215,15 +202,15 @@ config_load(struct config *cfg, const char *path)
 		if (next)
 			*next++ = '\0';
 		lineno++;
-		key = trim(line);
+		key = trim_space(line);
 		if (!*key || *key == '#')
 			continue;
 		eq = strchr(key, '=');
 		if (!eq)
 			die(EXIT_CONFIG, "%s:%d: not a key=value line", path, lineno);
 		*eq = '\0';
-		key = trim(key);
-		value = trim(eq + 1);
+		key = trim_space(key);
+		value = trim_space(eq + 1);
 		for (size_t i = 0; i < ARRAY_LEN(keys); i++)
 			if (strcmp(key, keys[i].name) == 0)
 				k = &keys[i];

@@ -239,19 +239,6 @@ strip_comment(char *s)
 	}
 }
 
-static char *
-trim(char *s)
-{
-	char *e;
-
-	while (*s == ' ' || *s == '\t' || *s == '\r')
-		s++;
-	e = s + strlen(s);
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-		*--e = '\0';
-	return s;
-}
-
 static void
 unescape_hash(char *s)
 {
@@ -269,7 +256,7 @@ unescape_hash(char *s)
 static int
 parse_line(struct gconf *c, char *line, char *err, size_t errlen)
 {
-	char *s = trim(line), *k, *v;
+	char *s = trim_space(line), *k, *v;
 	size_t klen, vlen;
 
 	if (!*s)
