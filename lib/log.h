@@ -24,7 +24,8 @@ void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-_Noreturn void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+_Noreturn void die(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn)); /* the attribute for cppcheck */
 
 /* Prints "prog VERSION" on stdout (for -V). */
 void print_version(void);

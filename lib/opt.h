@@ -6,8 +6,6 @@
 #ifndef PVEKIT_OPT_H
 #define PVEKIT_OPT_H
 
-#include <stdint.h>
-
 /* opt_seconds' max for "no upper bound" (parse_seconds' own limit). */
 #define OPT_NO_MAX 1e9
 
@@ -16,15 +14,17 @@
  * after it, following a blank line. Call it before parsing. */
 void opt_usage(const char *usage, const char *help);
 
+/* These end the program, and say so twice: cppcheck knows only the
+ * attribute. */
 /* -h: the usage and the help on stdout, exit 0. */
-_Noreturn void opt_help(void);
+_Noreturn void opt_help(void) __attribute__((noreturn));
 /* -V: "prog VERSION" on stdout, exit 0. */
-_Noreturn void opt_version(void);
+_Noreturn void opt_version(void) __attribute__((noreturn));
 /* "prog: MESSAGE" (a log line), the usage on stderr, exit 64. */
-_Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+_Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* After getopt_long has said what is wrong (an unknown option, a missing
  * value): the usage on stderr, exit 64. */
-_Noreturn void opt_bad(void);
+_Noreturn void opt_bad(void) __attribute__((noreturn));
 /* For a program that takes no operands: a usage error naming the first one
  * left after getopt_long (argv[optind]), if there is one. */
 void opt_no_operands(int argc, char *const argv[]);

@@ -58,13 +58,15 @@ lookup_one(struct ctx *c, struct fip *ip)
 {
 	char *path = xasprintf("/failover/%s", ip->addr);
 	struct api_req r = { .method = "GET", .path = path, .basic_auth = 1 };
-	const char *active, *code;
-	const json_t *err;
+	const char *active;
 	json_t *j = NULL, *fo;
 	enum outcome o;
 
 	o = api_send(c, &r);
 	if (o == OUT_OK && !api_2xx(c)) {
+		const json_t *err;
+		const char *code;
+
 		j = api_body(c);
 		code = error_code(j, &err);
 		if (c->resp.status == 404 && (!code || strcmp(code, "NOT_FOUND") == 0))
