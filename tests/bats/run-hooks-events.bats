@@ -73,7 +73,7 @@ dump_hook() {
 
 @test "PVEKIT_NODE defaults to uname -n cut at the first dot; our variables replace inherited ones" {
 	hook "$H/up.d/10-env" "env | grep '^PVEKIT_' | sort >$T/env"
-	echo 'create 100 qemu - /c' | env -u PVEKIT_BUILD PVEKIT_VMID=999 PVEKIT_OTHER=kept \
+	echo 'create 100 qemu - /c' | env -u PVEKIT_BUILD -u PVEKIT_SANITIZED PVEKIT_VMID=999 PVEKIT_OTHER=kept \
 		run-hooks --events "$H" --state-dir "$S"
 	run cat "$T/env"
 	assert_output - <<-EOF
