@@ -119,7 +119,7 @@ clean_dir(const char *opt, const char *dir)
 	size_t n;
 
 	if (!*dir || strchr(dir, '\n'))
-		die(EXIT_CONFIG, "%s: want a directory path without newlines", opt);
+		usage_error("%s: want a directory path without newlines", opt);
 	if (dir[0] == '/') {
 		p = xstrdup(dir);
 	} else {
@@ -179,13 +179,13 @@ parse_options(int argc, char **argv, struct opts *o)
 	}
 	opt_no_operands(argc, argv);
 
-	if (o->interval && (parse_seconds(o->interval, &secs) < 0 || secs < 0.01 || secs > 86400))
-		die(EXIT_CONFIG, "--interval %s: want seconds from 0.01 to 86400", o->interval);
+	if (o->interval)
+		secs = opt_seconds("--interval", o->interval, 0.01, 86400);
 	o->interval_ms = (int64_t)(secs * 1000 + 0.5);
-	if (!o->node)
-		o->node = local_node_name();
-	if (!node_name_valid(o->node))
-		die(EXIT_CONFIG, "--node %s: not a node name (letters, digits, '-')", o->node);
+	if (o->node)
+		opt_node(o->node);
+	else if (!node_name_valid(o->node = local_node_name()))
+		die(EXIT_CONFIG, "this host's name \"%s\" is not a node name: give --node", o->node);
 	o->pve_dir = clean_dir("--pve-dir", pve_dir);
 	o->state_dir = clean_dir("--state-dir", state_dir);
 }

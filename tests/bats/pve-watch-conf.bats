@@ -36,13 +36,13 @@ teardown() {
 	[[ $stderr == *"option '--interval' requires an argument"* ]]
 
 	for bad in abc 0 -1 0.001 1e3x 100000; do
-		run -78 --separate-stderr pve-watch-conf --pve-dir "$PVE" --state-dir "$STATE" \
+		run -64 --separate-stderr pve-watch-conf --pve-dir "$PVE" --state-dir "$STATE" \
 			--interval "$bad" --once
 		[[ $stderr == *"--interval $bad: want seconds from 0.01 to 86400"* ]]
 	done
-	run -78 --separate-stderr pve-watch-conf --node "pve 1" --once
+	run -64 --separate-stderr pve-watch-conf --node "pve 1" --once
 	[[ $stderr == *"--node pve 1: not a node name"* ]]
-	run -78 --separate-stderr pve-watch-conf --pve-dir "" --once
+	run -64 --separate-stderr pve-watch-conf --pve-dir "" --once
 	[[ $stderr == *"--pve-dir: want a directory path"* ]]
 	assert_file_not_exists "$STATE"
 }
