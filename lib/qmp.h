@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "usock.h"
 #include "util.h"
 
 #define QMP_QUERY_STATUS "{\"execute\":\"query-status\"}"
@@ -40,11 +41,9 @@ struct qmp_call {
 	json_t *ret;      /* the "return" value on QMP_OK (owned, freed by cleanup) */
 	char detail[256]; /* why, for every result but QMP_OK */
 	/* private */
-	int fd, state, phase;
+	int state, phase;
 	char name[48]; /* the command's "execute", for messages */
-	struct buf in, out;
-	size_t out_off;
-	int64_t deadline_ms, retry_ms;
+	struct usock sock;
 };
 
 /* Short names for results: "ok", "no-socket", "refused", "timeout",
@@ -68,7 +67,7 @@ void qmp_call_cleanup(struct qmp_call *c);
 /* Hands the call bytes as the monitor sent them; qmp_call_step does this
  * after each read. On a call that was only initialised it runs the exchange
  * without a socket (how the fuzzer drives the parser): what the client
- * would send then collects in c->out. */
+ * would send then collects in c->sock.out. */
 void qmp_call_feed(struct qmp_call *c, const void *data, size_t len, int64_t now_ms);
 
 /* Starts the call and polls it to the end (at most its timeout). */

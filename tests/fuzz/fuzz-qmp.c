@@ -25,11 +25,11 @@ static void
 check_pending(const struct qmp_call *c)
 {
 	/* the client speaks only after QEMU has: at most the two commands */
-	if (c->out.len > strlen(conversation) ||
-	    (c->out.len && memcmp(c->out.data, conversation, c->out.len) != 0))
+	if (c->sock.out.len > strlen(conversation) ||
+	    (c->sock.out.len && memcmp(c->sock.out.data, conversation, c->sock.out.len) != 0))
 		abort();
-	if (c->out.len != 0 && c->out.len != strlen(CAPABILITIES) &&
-	    c->out.len != strlen(conversation))
+	if (c->sock.out.len != 0 && c->sock.out.len != strlen(CAPABILITIES) &&
+	    c->sock.out.len != strlen(conversation))
 		abort();
 	if (c->detail[0] || c->ret)
 		abort();
@@ -94,7 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		check_pending(&whole);
 		check_pending(&chunked);
-		if (whole.out.len != chunked.out.len)
+		if (whole.sock.out.len != chunked.sock.out.len)
 			abort();
 	}
 	qmp_call_cleanup(&whole);
