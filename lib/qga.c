@@ -1,13 +1,10 @@
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,12 +15,10 @@
 #include "qga.h"
 #include "vmlist.h"
 
-enum { S_IDLE, S_RETRY, S_CONNECTING, S_SEND, S_RECV, S_DONE };
+enum { S_IDLE, S_RUNNING, S_DONE };
 
 #define QGA_REPLY_MAX (16 * 1024 * 1024)
 #define QGA_JUNK_MAX (64 * 1024) /* bytes before a sync marker we put up with */
-#define QGA_RETRY_MS 50          /* socket backlog full: Proxmox retries too */
-#define QGA_READ_CHUNK 16384
 
 const char *
 qga_result_name(enum qga_result r)
@@ -49,7 +44,6 @@ qga_call_init(struct qga_call *c, const char *path, const char *command, int tim
 	c->path = xstrdup(path);
 	c->command = xstrdup(command);
 	c->timeout_ms = timeout_ms;
-	c->fd = -1;
 	c->result = QGA_PENDING;
 }
 
@@ -60,23 +54,18 @@ finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
 static void
 finish(struct qga_call *c, enum qga_result r, int64_t now, const char *fmt, ...)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	va_list ap;
+
+	usock_close(&c->sock);
 	c->state = S_DONE;
 	c->result = r;
 	c->elapsed_ms = now - c->start_ms;
 	c->elapsed_us = mono_us() - c->start_us;
 	if (c->elapsed_us < 0)
 		c->elapsed_us = 0;
-	if (fmt) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(c->detail, sizeof c->detail, fmt, ap);
-		va_end(ap);
-	}
-	buf_free(&c->in);
-	buf_free(&c->out);
+	va_start(ap, fmt);
+	vsnprintf(c->detail, sizeof c->detail, fmt, ap);
+	va_end(ap);
 }
 
 static uint32_t
@@ -90,112 +79,28 @@ random_id(void)
 	return id ? id : 1;
 }
 
+/* Drops the previous results and queues the request: the start of an
+ * exchange, with a socket or without (qga_call_feed). */
 static void
-fail_errno(struct qga_call *c, int err, int64_t now, const char *what)
+begin(struct qga_call *c, int64_t now, uint32_t id)
 {
-	switch (err) {
-	case ENOENT:
-	case ENOTDIR:
-		finish(c, QGA_NOSOCKET, now, "%s: no such socket", c->path);
-		break;
-	case ECONNREFUSED:
-		finish(c, QGA_REFUSED, now, "%s: connection refused", c->path);
-		break;
-	default:
-		finish(c, QGA_IOERR, now, "%s: %s: %s", c->path, what, strerror(err));
-	}
-}
-
-static void
-try_connect(struct qga_call *c, int64_t now)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t n = strlen(c->path);
-
-	if (n >= sizeof sa.sun_path) {
-		finish(c, QGA_IOERR, now, "%s: socket path too long", c->path);
-		return;
-	}
-	memcpy(sa.sun_path, c->path, n + 1);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		fail_errno(c, errno, now, "socket");
-		return;
-	}
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
-		c->state = S_SEND;
-	} else if (errno == EINPROGRESS) {
-		c->state = S_CONNECTING;
-	} else if (errno == EAGAIN) {
-		/* The listener's backlog is full: another client holds the agent. */
-		close(c->fd);
-		c->fd = -1;
-		c->state = S_RETRY;
-		c->retry_ms = now + QGA_RETRY_MS;
-	} else {
-		fail_errno(c, errno, now, "connect");
-	}
-}
-
-void
-qga_call_start(struct qga_call *c, int64_t now_ms)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
+	usock_close(&c->sock);
 	json_decref(c->ret);
 	c->ret = NULL;
 	c->result = QGA_PENDING;
 	c->detail[0] = '\0';
 	c->elapsed_ms = c->elapsed_us = 0;
 	c->saw_sync = c->stale = c->junk_bad = 0;
-	c->out_off = 0;
-	buf_reset(&c->in);
-	c->start_ms = now_ms;
+	c->start_ms = now;
 	c->start_us = mono_us();
 	c->start_real_ns = real_ns();
-	c->deadline_ms = now_ms + c->timeout_ms;
-	c->id = random_id();
-	buf_reset(&c->out);
+	c->id = id;
 	/* The leading 0xFF makes the agent drop any half-parsed input a previous
 	 * client left behind; it answers it with an error we skip. */
-	buf_append(&c->out, "\xff", 1);
-	buf_printf(&c->out, "{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%u}}\n%s\n",
+	buf_printf(&c->sock.out,
+		   "\xff{\"execute\":\"guest-sync-delimited\",\"arguments\":{\"id\":%u}}\n%s\n",
 		   c->id, c->command);
-	try_connect(c, now_ms);
-	if (c->state == S_SEND)
-		qga_call_step(c, POLLOUT, now_ms);
-}
-
-int
-qga_call_fd(const struct qga_call *c)
-{
-	return c->state == S_CONNECTING || c->state == S_SEND || c->state == S_RECV ? c->fd : -1;
-}
-
-short
-qga_call_events(const struct qga_call *c)
-{
-	switch (c->state) {
-	case S_CONNECTING:
-	case S_SEND: return POLLOUT;
-	case S_RECV: return POLLIN;
-	default: return 0;
-	}
-}
-
-int64_t
-qga_call_wakeup(const struct qga_call *c)
-{
-	if (c->state == S_RETRY && c->retry_ms < c->deadline_ms)
-		return c->retry_ms;
-	return c->deadline_ms;
-}
-
-int
-qga_call_done(const struct qga_call *c)
-{
-	return c->state == S_DONE;
+	c->state = S_RUNNING;
 }
 
 /* Is every line of p[0..n) empty or a JSON object? What the agent sends
@@ -223,22 +128,32 @@ junk_is_protocol(const char *p, size_t n)
 	return 1;
 }
 
-/* Ends a call that got no reply: the deadline passed or the peer closed. */
+/* Ends the call on what the transport reports: a failure, the agent
+ * hanging up (USOCK_EOF) or the deadline (USOCK_BUSY, USOCK_TIMEOUT). */
 static void
-finish_unanswered(struct qga_call *c, int64_t now, int closed)
+finish_transport(struct qga_call *c, enum usock_status st, int64_t now)
 {
-	const char *why = closed ? "then the connection closed" : "before the deadline";
+	const char *why = st == USOCK_EOF ? "then the connection closed" : "before the deadline";
+	size_t len;
+	const char *junk = usock_unread(&c->sock, &len);
 
-	if (c->state == S_RETRY)
+	if (st == USOCK_NOSOCKET)
+		finish(c, QGA_NOSOCKET, now, "%s: %s", c->path, c->sock.why);
+	else if (st == USOCK_REFUSED)
+		finish(c, QGA_REFUSED, now, "%s: %s", c->path, c->sock.why);
+	else if (st == USOCK_IOERR)
+		finish(c, QGA_IOERR, now, "%s: %s", c->path, c->sock.why);
+	else if (st == USOCK_BUSY)
 		finish(c, QGA_TIMEOUT, now, "%s: agent busy (another client) for %d ms", c->path,
 		       c->timeout_ms);
 	else if (c->stale && !c->saw_sync)
 		finish(c, QGA_WRONGID, now, "%s: %d sync replies, none with our id, %s", c->path,
 		       c->stale, why);
-	else if (!c->saw_sync && (c->junk_bad || !junk_is_protocol(c->in.data, c->in.len)))
-		finish(c, QGA_GARBAGE, now, "%s: bytes that are not the agent protocol and no sync reply, %s",
-		       c->path, why);
-	else if (closed)
+	else if (!c->saw_sync && (c->junk_bad || !junk_is_protocol(junk, len)))
+		finish(c, QGA_GARBAGE, now,
+		       "%s: bytes that are not the agent protocol and no sync reply, %s", c->path,
+		       why);
+	else if (st == USOCK_EOF)
 		finish(c, QGA_IOERR, now, "%s: agent closed the connection%s", c->path,
 		       c->saw_sync ? " before its reply" : "");
 	else
@@ -246,197 +161,165 @@ finish_unanswered(struct qga_call *c, int64_t now, int closed)
 		       c->saw_sync ? "reply after the sync" : "reply", c->timeout_ms);
 }
 
-/* Returns the length of the next complete line in in (without '\n'), or -1. */
-static long
-line_len(const struct buf *in)
+void
+qga_call_start(struct qga_call *c, int64_t now_ms)
 {
-	const char *nl = in->len ? memchr(in->data, '\n', in->len) : NULL;
+	enum usock_status st;
 
-	return nl ? nl - in->data : -1;
+	begin(c, now_ms, random_id());
+	st = usock_start(&c->sock, c->path, now_ms, now_ms + c->timeout_ms);
+	if (st != USOCK_PENDING)
+		finish_transport(c, st, now_ms);
 }
 
-static json_t *
-parse_line(struct buf *in, long n)
+int
+qga_call_fd(const struct qga_call *c)
 {
-	long m = n;
+	return usock_fd(&c->sock);
+}
 
-	while (m > 0 && (in->data[m - 1] == '\r' || in->data[m - 1] == ' '))
-		m--;
-	json_t *j = json_loadb(in->data, m, 0, NULL);
-	buf_consume(in, n + 1);
-	return j;
+short
+qga_call_events(const struct qga_call *c)
+{
+	return usock_events(&c->sock);
+}
+
+int64_t
+qga_call_wakeup(const struct qga_call *c)
+{
+	return usock_wakeup(&c->sock);
+}
+
+/* Moves past what the agent sent before the next 0xFF (the start of a sync
+ * reply): 1 once that is the next byte, 0 while none has come or when the
+ * call ended, as too much came without one. */
+static int
+skip_to_marker(struct qga_call *c, int64_t now)
+{
+	size_t len;
+	const char *p = usock_unread(&c->sock, &len);
+	const char *ff = len ? memchr(p, 0xff, len) : NULL;
+	size_t junk = ff ? (size_t)(ff - p) : len;
+
+	if (junk > QGA_JUNK_MAX) {
+		finish(c, QGA_GARBAGE, now, "%s: more than %d bytes without a sync reply", c->path,
+		       QGA_JUNK_MAX);
+		return 0;
+	}
+	if (!ff)
+		return 0;
+	if (!junk_is_protocol(p, junk))
+		c->junk_bad = 1;
+	usock_skip(&c->sock, junk);
+	return 1;
+}
+
+/* Finishes the call with the agent's reply to the command: one line. */
+static void
+on_reply(struct qga_call *c, const char *line, size_t len, int64_t now)
+{
+	json_t *j = json_loadb(line, len, 0, NULL), *ret, *err;
+
+	if ((ret = json_object_get(j, "return"))) {
+		c->ret = json_incref(ret);
+		finish(c, QGA_OK, now, "%s", "");
+	} else if (json_is_object(err = json_object_get(j, "error"))) {
+		const char *desc = json_string_value(json_object_get(err, "desc"));
+		const char *cls = json_string_value(json_object_get(err, "class"));
+		finish(c, QGA_ERROR, now, "%s: agent error: %s%s%s%s", c->path,
+		       desc ? desc : "(no description)", cls ? " (" : "", cls ? cls : "",
+		       cls ? ")" : "");
+	} else {
+		finish(c, QGA_GARBAGE, now, "%s: unreadable reply", c->path);
+	}
+	json_decref(j);
 }
 
 /* Consumes what has arrived; finishes the call once the reply is complete. */
 static void
 parse_input(struct qga_call *c, int64_t now)
 {
-	for (;;) {
-		long n;
-		json_t *j, *ret;
+	const char *line;
+	size_t len;
 
-		if (!c->saw_sync) {
-			char *ff = c->in.len ? memchr(c->in.data, 0xff, c->in.len) : NULL;
-			if (!ff && c->in.len > QGA_JUNK_MAX) {
-				finish(c, QGA_GARBAGE, now, "%s: %zu bytes without a sync reply",
-				       c->path, c->in.len);
-				return;
-			}
-			if (!ff)
-				return;
-			if (!junk_is_protocol(c->in.data, ff - c->in.data))
-				c->junk_bad = 1;
-			/* Keep the 0xFF itself until its line is complete. */
-			buf_consume(&c->in, ff - c->in.data);
-			n = line_len(&c->in);
-			if (n < 0)
-				return;
-			c->in.data[0] = ' ';
-			j = parse_line(&c->in, n);
-			ret = json_object_get(j, "return");
-			if (!json_is_integer(ret)) {
-				json_decref(j);
-				finish(c, QGA_GARBAGE, now, "%s: unreadable sync reply", c->path);
-				return;
-			}
-			/* Another id is a reply meant for an earlier client: skip it. */
-			if (json_integer_value(ret) == (json_int_t)c->id)
-				c->saw_sync = 1;
-			else
-				c->stale++;
-			json_decref(j);
-			continue;
-		}
-		n = line_len(&c->in);
-		if (n < 0)
+	/* The sync replies: "\xff{"return": ID}", ours or an earlier client's. */
+	while (!c->saw_sync) {
+		json_t *j, *id;
+
+		if (!skip_to_marker(c, now) || !(line = usock_line(&c->sock, &len)))
 			return;
-		if (n == 0 || (n == 1 && c->in.data[0] == '\r')) {
-			buf_consume(&c->in, n + 1);
-			continue;
+		j = json_loadb(line + 1, len - 1, 0, NULL);
+		id = json_object_get(j, "return");
+		if (!json_is_integer(id)) {
+			json_decref(j);
+			finish(c, QGA_GARBAGE, now, "%s: unreadable sync reply", c->path);
+			return;
 		}
-		j = parse_line(&c->in, n);
-		if ((ret = json_object_get(j, "return"))) {
-			c->ret = json_incref(ret);
-			json_decref(j);
-			finish(c, QGA_OK, now, NULL);
-		} else if (json_is_object(json_object_get(j, "error"))) {
-			json_t *e = json_object_get(j, "error");
-			const char *desc = json_string_value(json_object_get(e, "desc"));
-			const char *cls = json_string_value(json_object_get(e, "class"));
-			finish(c, QGA_ERROR, now, "%s: agent error: %s%s%s%s", c->path,
-			       desc ? desc : "(no description)", cls ? " (" : "", cls ? cls : "",
-			       cls ? ")" : "");
-			json_decref(j);
-		} else {
-			json_decref(j);
-			finish(c, QGA_GARBAGE, now, "%s: unreadable reply", c->path);
+		/* Another id is a reply meant for an earlier client: skip it. */
+		if (json_integer_value(id) == (json_int_t)c->id)
+			c->saw_sync = 1;
+		else
+			c->stale++;
+		json_decref(j);
+	}
+	while ((line = usock_line(&c->sock, &len)))
+		if (len) {
+			on_reply(c, line, len, now);
+			return;
 		}
+}
+
+static void
+on_read(void *owner, int64_t now)
+{
+	struct qga_call *c = owner;
+	size_t len;
+
+	usock_unread(&c->sock, &len);
+	if (len > QGA_REPLY_MAX)
+		finish(c, QGA_GARBAGE, now, "%s: reply larger than %d bytes", c->path,
+		       QGA_REPLY_MAX);
+	else
+		parse_input(c, now);
+}
+
+void
+qga_call_feed(struct qga_call *c, const void *data, size_t len, int64_t now_ms)
+{
+	if (c->state == S_IDLE)
+		begin(c, now_ms, c->id ? c->id : random_id());
+	if (c->state != S_RUNNING)
 		return;
-	}
-}
-
-static void
-do_send(struct qga_call *c, int64_t now)
-{
-	while (c->out_off < c->out.len) {
-		ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
-				 MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n < 0) {
-			fail_errno(c, errno, now, "write");
-			return;
-		}
-		c->out_off += n;
-	}
-	c->state = S_RECV;
-}
-
-static void
-do_recv(struct qga_call *c, int64_t now)
-{
-	char chunk[QGA_READ_CHUNK];
-
-	for (;;) {
-		ssize_t n = read(c->fd, chunk, sizeof chunk);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			break;
-		if (n < 0) {
-			fail_errno(c, errno, now, "read");
-			return;
-		}
-		if (n == 0) {
-			parse_input(c, now);
-			if (c->state != S_DONE)
-				finish_unanswered(c, now, 1);
-			return;
-		}
-		buf_append(&c->in, chunk, n);
-		if (c->in.len > QGA_REPLY_MAX) {
-			finish(c, QGA_GARBAGE, now, "%s: reply larger than %d bytes", c->path,
-			       QGA_REPLY_MAX);
-			return;
-		}
-	}
-	parse_input(c, now);
+	usock_input(&c->sock, data, len);
+	on_read(c, now_ms);
 }
 
 void
 qga_call_step(struct qga_call *c, short revents, int64_t now_ms)
 {
-	int err = 0;
-	socklen_t len = sizeof err;
+	enum usock_status st;
 
-	switch (c->state) {
-	case S_RETRY:
-		if (now_ms >= c->retry_ms && now_ms < c->deadline_ms)
-			try_connect(c, now_ms);
-		break;
-	case S_CONNECTING:
-		if (!revents)
-			break;
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err) {
-			fail_errno(c, err, now_ms, "connect");
-			return;
-		}
-		c->state = S_SEND;
-		/* fall through */
-	case S_SEND:
-		if (revents & (POLLOUT | POLLERR | POLLHUP))
-			do_send(c, now_ms);
-		if (c->state != S_RECV)
-			break;
-		revents = POLLIN;
-		/* fall through */
-	case S_RECV:
-		if (revents & (POLLIN | POLLERR | POLLHUP))
-			do_recv(c, now_ms);
-		break;
-	default:
+	if (c->state != S_RUNNING)
 		return;
-	}
-	if (c->state != S_DONE && now_ms >= c->deadline_ms)
-		finish_unanswered(c, now_ms, 0);
+	st = usock_step(&c->sock, revents, now_ms, on_read, c);
+	if (st != USOCK_PENDING)
+		finish_transport(c, st, now_ms);
+}
+
+int
+qga_call_done(const struct qga_call *c)
+{
+	return c->state == S_DONE;
 }
 
 void
 qga_call_cleanup(struct qga_call *c)
 {
-	if (c->fd >= 0)
-		close(c->fd);
+	usock_close(&c->sock);
 	json_decref(c->ret);
-	buf_free(&c->in);
-	buf_free(&c->out);
 	free(c->path);
 	free(c->command);
 	memset(c, 0, sizeof *c);
-	c->fd = -1;
 }
 
 void

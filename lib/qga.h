@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "usock.h"
 #include "util.h"
 
 enum qga_result {
@@ -39,12 +40,10 @@ struct qga_call {
 	int64_t elapsed_us; /* the same in microseconds (an RTT worth printing) */
 	int64_t start_real_ns; /* CLOCK_REALTIME at the start (qga-timesync's midpoint) */
 	/* private */
-	int fd, state, saw_sync, stale, junk_bad;
-	int64_t start_us;
-	uint32_t id;
-	struct buf out, in;
-	size_t out_off;
-	int64_t start_ms, deadline_ms, retry_ms;
+	int state, saw_sync, stale, junk_bad;
+	uint32_t id; /* the sync id: random per start (see qga_call_feed) */
+	int64_t start_ms, start_us;
+	struct usock sock;
 };
 
 /* Short names for results: "ok", "no-socket", "refused", "timeout",
@@ -64,6 +63,13 @@ int64_t qga_call_wakeup(const struct qga_call *c);
 void qga_call_step(struct qga_call *c, short revents, int64_t now_ms);
 int qga_call_done(const struct qga_call *c);
 void qga_call_cleanup(struct qga_call *c);
+
+/* Hands the call bytes as the agent sent them; qga_call_step does this
+ * after each read. On a call that was only initialised it runs the exchange
+ * without a socket (how the fuzzer drives the parser), with the sync id set
+ * in c->id after qga_call_init if any: what the client would send then
+ * collects in c->sock.out. */
+void qga_call_feed(struct qga_call *c, const void *data, size_t len, int64_t now_ms);
 
 /* Descriptors a program running many calls keeps for everything else:
  * open_files_budget(QGA_FD_RESERVE) is the usual max_parallel below. */
