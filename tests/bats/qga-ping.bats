@@ -69,6 +69,15 @@ dead_socket() {
 	[[ $stderr == *"not the agent protocol"* ]]
 }
 
+@test "qga-ping: a peer that floods without a sync reply is garbage, at once" {
+	start_bg qga-recorder --mode flood "$RUN/101.qga"
+	wait_until 5 test -S "$RUN/101.qga"
+	run -1 --separate-stderr qga-ping --qga-dir "$RUN" -t 30000 101
+	assert_output '101 fail garbage'
+	# judged on the bytes, not by waiting for the deadline
+	[[ $stderr == *"$RUN/101.qga: more than 65536 bytes without a sync reply"* ]]
+}
+
 @test "qga-ping: sync replies with another id are wrong-id" {
 	start_bg qga-recorder --mode wrong-id "$RUN/101.qga"
 	wait_until 5 test -S "$RUN/101.qga"
