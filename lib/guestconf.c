@@ -219,40 +219,51 @@ is_net_key(const char *key)
 	return 1;
 }
 
+/* The length of the live config: up to the first line starting with '['. */
+static size_t
+live_len(const char *text, size_t len)
+{
+	for (const char *p = text, *end = text + len; p < end;) {
+		const char *nl;
+
+		if (*p == '[')
+			return p - text;
+		if (!(nl = memchr(p, '\n', end - p)))
+			break;
+		p = nl + 1;
+	}
+	return len;
+}
+
+/* One copy of the live text, cut into lines in place, which keys and values
+ * point into: a node's thousands of configs are read with a few allocations
+ * each, not two per line. */
 void
 guest_conf_parse(const char *text, size_t len, enum guest_type type, struct guest_conf *out)
 {
-	const char *p = text, *end = text + len;
+	size_t n = live_len(text, len), cap = 0;
+	char *p, *end;
 	unsigned lineno = 0;
-	char *line = NULL;
-	size_t cap = 0;
 
 	memset(out, 0, sizeof *out);
 	out->type = type;
-	while (p < end) {
-		const char *nl = memchr(p, '\n', end - p);
-		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		char *key, *value;
+	out->text = xmalloc(n + 1);
+	memcpy(out->text, text, n);
+	out->text[n] = '\0';
+	for (p = out->text, end = p + n; p < end;) {
+		char *nl = memchr(p, '\n', end - p), *line = p, *s, *key, *value;
+		size_t linelen = nl ? (size_t)(nl - p) : (size_t)(end - p);
 
 		lineno++;
-		if (p[0] == '[')
-			break;
-		if (n + 1 > cap) {
-			cap = n + 1;
-			line = xrealloc(line, cap);
-		}
-		memcpy(line, p, n);
-		line[n] = '\0';
-		p += n + (nl != NULL);
-
-		if (strlen(line) != n) { /* an embedded NUL */
+		line[linelen] = '\0';
+		p += linelen + 1;
+		if (strlen(line) != linelen) { /* an embedded NUL */
 			if (!out->nbad++)
 				out->first_bad = lineno;
 			continue;
 		}
-		char *s = line;
-		while (isspace((unsigned char)*s))
-			s++;
+		for (s = line; isspace((unsigned char)*s); s++)
+			;
 		if (!*s || line[0] == '#')
 			continue;
 		if (split_line(line, type, &key, &value) < 0) {
@@ -260,12 +271,14 @@ guest_conf_parse(const char *text, size_t len, enum guest_type type, struct gues
 				out->first_bad = lineno;
 			continue;
 		}
-		out->kv = xreallocarray(out->kv, out->nkv + 1, sizeof *out->kv);
-		out->kv[out->nkv++] = (struct guest_kv){ xstrdup(key), xstrdup(value), lineno };
+		if (out->nkv == cap) {
+			cap = cap ? cap * 2 : 16;
+			out->kv = xreallocarray(out->kv, cap, sizeof *out->kv);
+		}
+		out->kv[out->nkv++] = (struct guest_kv){ key, value, lineno };
 		if (is_net_key(key))
 			add_nic(out, key, value, lineno);
 	}
-	free(line);
 }
 
 int
@@ -296,10 +309,7 @@ guest_conf_load(const char *path, enum guest_type type, struct guest_conf *out)
 void
 guest_conf_free(struct guest_conf *c)
 {
-	for (size_t i = 0; i < c->nkv; i++) {
-		free(c->kv[i].key);
-		free(c->kv[i].value);
-	}
+	free(c->text);
 	free(c->kv);
 	free(c->nics);
 	memset(c, 0, sizeof *c);

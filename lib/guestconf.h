@@ -20,7 +20,7 @@ int guest_type_parse(const char *s, enum guest_type *t); /* 0 or -1 */
 const char *guest_type_dir(enum guest_type t);           /* "qemu-server", "lxc" */
 
 struct guest_kv {
-	char *key, *value;
+	char *key, *value; /* in the conf's text */
 	unsigned line;
 };
 
@@ -35,6 +35,7 @@ struct guest_nic {
 
 struct guest_conf {
 	enum guest_type type;
+	char *text; /* the live lines, cut in place */
 	struct guest_kv *kv;
 	size_t nkv;
 	struct guest_nic *nics;
