@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <linux/neighbour.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,29 +260,44 @@ run_probes(const struct opts *o)
 	free(p);
 }
 
+struct neigh_dump {
+	struct nl_neigh *ne;
+	size_t n;
+	int rc;
+	char err[256];
+};
+
+static void *
+dump_neighbours(void *arg)
+{
+	struct neigh_dump *d = arg;
+
+	d->rc = nl_neigh_dump(&d->ne, &d->n, d->err, sizeof d->err);
+	return NULL;
+}
+
 /* Neighbours whose MAC belongs to a guest, as "VMID IP" records. */
 static struct vm_ip *
-match_neighbours(const struct opts *o, const struct mac_owner *m, size_t nm, size_t *n)
+match_neighbours(const struct opts *o, const struct neigh_dump *d, const struct mac_owner *m,
+                 size_t nm, size_t *n)
 {
-	struct nl_neigh *ne;
 	struct vm_ip *v;
-	size_t nn, k = 0;
-	char err[256];
+	size_t k = 0;
 
-	if (nl_neigh_dump(&ne, &nn, err, sizeof err) < 0)
-		die(EXIT_OSERR, "%s", err);
-	v = xcalloc(nn, sizeof *v);
-	for (size_t i = 0; i < nn; i++) {
+	if (d->rc < 0)
+		die(EXIT_OSERR, "%s", d->err);
+	v = xcalloc(d->n, sizeof *v);
+	for (size_t i = 0; i < d->n; i++) {
+		const struct nl_neigh *ne = &d->ne[i];
 		struct mac_owner key = { 0 }, *hit;
 
-		if (!want_ifindex(o, ne[i].ifindex) || (!o->all && ipaddr_is_ll6(&ne[i].ip)))
+		if (!want_ifindex(o, ne->ifindex) || (!o->all && ipaddr_is_ll6(&ne->ip)))
 			continue;
-		memcpy(key.mac, ne[i].mac, 6);
+		memcpy(key.mac, ne->mac, 6);
 		hit = nm ? bsearch(&key, m, nm, sizeof *m, mac_cmp) : NULL;
 		if (hit && hit->vmid)
-			v[k++] = (struct vm_ip){ hit->vmid, ne[i].ip };
+			v[k++] = (struct vm_ip){ hit->vmid, ne->ip };
 	}
-	free(ne);
 	*n = vm_ip_sort_unique(v, k);
 	return v;
 }
@@ -294,19 +310,28 @@ main(int argc, char **argv)
 	struct node_guest *g;
 	struct mac_owner *macs;
 	struct vm_ip *v;
+	struct neigh_dump d = { 0 };
+	pthread_t dumper;
 	size_t ng, nm, n;
-	int rc = 0;
+	int rc = 0, dumping = 0;
 
 	log_init("vm-ip-from-arp");
 	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 
+	/* The kernel dumps its tables while the configs are read; a probe
+	 * must fill them first, and comes after the --node check. */
+	if (!o.probe)
+		dumping = pthread_create(&dumper, NULL, dump_neighbours, &d) == 0;
 	ng = node_guests_open(o.pve_dir, o.node, &l, &g);
 	macs = collect_macs(g, ng, &nm);
-
 	if (o.probe)
 		run_probes(&o);
-	v = match_neighbours(&o, macs, nm, &n);
+	if (dumping)
+		pthread_join(dumper, NULL);
+	else
+		dump_neighbours(&d);
+	v = match_neighbours(&o, &d, macs, nm, &n);
 	vm_ip_print(v, n);
 	if (!o.print_only) {
 		uint32_t *owned = xcalloc(ng ? ng : 1, sizeof *owned);
@@ -319,6 +344,7 @@ main(int argc, char **argv)
 	}
 
 	free(v);
+	free(d.ne);
 	free(macs);
 	free(o.ifindex);
 	node_guests_free(g, ng);
