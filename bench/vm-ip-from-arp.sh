@@ -77,7 +77,7 @@ sort "$tmp/ours.out" >"$tmp/ours.sorted"
 [ -z "$(sort "$tmp/seed.out" | comm -23 - "$tmp/ours.sorted")" ] ||
 	echo "vm-ip-from-arp bench: WARNING: the baseline found what we did not"
 
-seed_full_us=$(awk -v u="$seed_us" -v s="$BASE_SAMPLE" -v n="$N" 'BEGIN { printf "%d", u * n / s }')
+seed_full_us=$(awk -v u="$seed_us" -v s="$BASE_SAMPLE" -v n="$N" 'BEGIN { printf "%.0f", u * n / s }')
 awk -v o="$ours_us" -v w="$write_us" -v b="$seed_full_us" -v bs="$seed_us" -v s="$BASE_SAMPLE" \
 	-v n="$N" -v e="$entries" -v f="$found" 'BEGIN {
 	printf "guests %d, neighbour entries %d, addresses found %d\n", n, e, f
