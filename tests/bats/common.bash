@@ -25,8 +25,17 @@ start_bg() {
 	BG_PID=$!
 }
 
+# kill_at_teardown PID: a process teardown ends with SIGKILL, such as the
+# init of a pid namespace, which ignores SIGTERM from outside it.
+kill_at_teardown() {
+	echo "$1" >>"$T/.kill-pids"
+}
+
 pvekit_teardown() {
 	local pid ns
+	if [ -f "$T/.kill-pids" ]; then
+		while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$T/.kill-pids"
+	fi
 	if [ -f "$T/.bg-pids" ]; then
 		while read -r pid; do
 			kill -CONT "$pid" 2>/dev/null || true

@@ -60,6 +60,7 @@ ct() {
 	start_bg ip netns exec "$ns" unshare --pid --fork sleep 1000
 	wait_until 5 pgrep -P "$BG_PID" sleep
 	init=$(pgrep -P "$BG_PID" sleep)
+	kill_at_teardown "$init" # once unshare is gone, nothing else would
 	start_bg sleep 1000
 	mkdir -p "$CG/lxc/$vmid/ns/init.scope"
 	echo "$BG_PID" >"$CG/lxc/$vmid/ns/cgroup.procs"
