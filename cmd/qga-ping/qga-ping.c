@@ -127,12 +127,6 @@ parse_args(int argc, char *argv[], struct opts *o)
 		usage_error("--watch takes no operands and no --all");
 }
 
-void
-utc_timestamp(char *out, size_t len)
-{
-	utc_time_now(out, len, 6);
-}
-
 static void
 print_result(const struct qga_target *t, const struct qga_call *c, int json)
 {

@@ -22,7 +22,7 @@ struct watch_opts {
 /* Runs until SIGTERM or SIGINT; returns the exit status. */
 int watch_run(const struct watch_opts *o);
 
-/* "2024-05-01T12:00:00.123456" (UTC, masakari's generated_time form) into out. */
-void utc_timestamp(char *out, size_t len);
+/* Event times: UTC with microseconds, masakari's generated_time form. */
+#define EVENT_TIME_DIGITS 6
 
 #endif

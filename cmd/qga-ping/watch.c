@@ -129,7 +129,7 @@ emit(struct watcher *w, uint32_t vmid, const char *event, const char *arg, json_
 {
 	if (w->o->json) {
 		char ts[40];
-		utc_timestamp(ts, sizeof ts);
+		utc_time_now(ts, sizeof ts, EVENT_TIME_DIGITS);
 		json_t *j = json_pack("{s:s, s:s, s:I, s:s}", "time", ts, "node", w->o->node,
 		                      "vmid", (json_int_t)vmid, "event", event);
 		if (extra)
@@ -426,7 +426,7 @@ queue_event(struct watcher *w, struct guest *g, enum ev_kind kind, double downti
 	         kind == EV_FAILED ? qga_result_name(g->last_result) : "ok");
 	snprintf(ev->detail, sizeof ev->detail, "%s", kind == EV_FAILED ? g->call.detail : "");
 	snprintf(ev->qemu_status, sizeof ev->qemu_status, "%s", g->qemu_status);
-	utc_timestamp(ev->time, sizeof ev->time);
+	utc_time_now(ev->time, sizeof ev->time, EVENT_TIME_DIGITS);
 	ev->downtime_s = downtime_s;
 	ev->misses = g->misses;
 	pump_exec(w, g);
