@@ -16,6 +16,9 @@
 
 #define GET_TIME "{\"execute\":\"guest-get-time\"}"
 #define WAIT_RETRY_MS 1000
+/* Guest time is guest input. A reading is taken from 1970 up to the end of
+ * 2261 (int64 nanoseconds end in April 2262); anything else is refused. */
+#define GUEST_TIME_MAX_NS INT64_C(9214646400000000000) /* 2262-01-01T00:00:00Z */
 
 enum { OPT_QGA_DIR = 256, OPT_PVE_DIR, OPT_NODE, OPT_ALL, OPT_JSON, OPT_MAX_DRIFT, OPT_WAIT };
 
@@ -53,6 +56,7 @@ struct opts {
 struct sync {
 	struct qga_target *t;
 	int have_drift;
+	int bad_time;             /* the agent answered with something that is no time */
 	int64_t drift_ns;         /* guest minus host */
 	enum qga_result get, set; /* set: QGA_PENDING when not tried */
 	char detail[256];
@@ -108,6 +112,34 @@ parse_args(int argc, char *argv[], struct opts *o)
 	}
 }
 
+/* The drift from the agent's answer to guest-get-time, compared with the
+ * host's clock at the midpoint of the exchange; a reading that is no time
+ * is refused (bad_time), and the clock is left alone. */
+static void
+take_time(struct sync *x, const struct qga_call *c)
+{
+	int64_t mid = c->start_real_ns + c->elapsed_us * 500;
+	json_int_t t;
+
+	if (!json_is_integer(c->ret)) {
+		x->bad_time = 1;
+		snprintf(x->detail, sizeof x->detail,
+		         "%s: guest-get-time returned no integer, clock left alone", c->path);
+		return;
+	}
+	t = json_integer_value(c->ret);
+	if (t < 0 || t >= GUEST_TIME_MAX_NS ||
+	    __builtin_sub_overflow((int64_t)t, mid, &x->drift_ns)) {
+		x->bad_time = 1;
+		snprintf(x->detail, sizeof x->detail,
+		         "%s: guest-get-time returned %lld ns: not a time from 1970 to 2261, "
+		         "clock left alone",
+		         c->path, (long long)t);
+		return;
+	}
+	x->have_drift = 1;
+}
+
 /* Reads every guest clock at once; with --wait, asks again every second
  * those that did not answer, until the wait is over. */
 static void
@@ -133,15 +165,8 @@ read_clocks(const struct opts *o, struct sync *s, size_t n)
 			struct qga_call *c = &calls[k];
 			x->get = c->result;
 			snprintf(x->detail, sizeof x->detail, "%s", c->detail);
-			if (c->result == QGA_OK && !json_is_integer(c->ret)) {
-				x->get = QGA_GARBAGE;
-				snprintf(x->detail, sizeof x->detail,
-				         "%s: guest-get-time returned no integer", c->path);
-			} else if (c->result == QGA_OK) {
-				int64_t mid = c->start_real_ns + c->elapsed_us * 500;
-				x->drift_ns = (int64_t)json_integer_value(c->ret) - mid;
-				x->have_drift = 1;
-			}
+			if (c->result == QGA_OK)
+				take_time(x, c);
 			qga_call_cleanup(c);
 		}
 		int64_t now = mono_ms(), next = round + WAIT_RETRY_MS;
@@ -200,11 +225,19 @@ status_of(const struct opts *o, const struct sync *x)
 	return x->set == QGA_OK ? "fixed" : "unfixed";
 }
 
+/* Why a guest failed: the reason word of the line. */
+static const char *
+reason_of(const struct sync *x)
+{
+	if (x->bad_time)
+		return "bad-time";
+	return qga_result_name(!x->have_drift ? x->get : x->set);
+}
+
 static void
 report(const struct opts *o, const struct sync *x)
 {
 	const char *status = status_of(o, x);
-	enum qga_result why = !x->have_drift ? x->get : x->set;
 	int failed = strcmp(status, "fail") == 0 || strcmp(status, "unfixed") == 0;
 
 	if (o->json) {
@@ -214,7 +247,7 @@ report(const struct opts *o, const struct sync *x)
 		if (x->have_drift)
 			json_object_set_new(j, "drift_ms", json_real(x->drift_ns / 1e6));
 		if (failed) {
-			json_object_set_new(j, "reason", json_string(qga_result_name(why)));
+			json_object_set_new(j, "reason", json_string(reason_of(x)));
 			json_object_set_new(j, "detail", json_string(x->detail));
 		}
 		char *s =
@@ -223,9 +256,9 @@ report(const struct opts *o, const struct sync *x)
 		free(s);
 		json_decref(j);
 	} else if (!x->have_drift) {
-		printf("%s - fail %s\n", x->t->label, qga_result_name(why));
+		printf("%s - fail %s\n", x->t->label, reason_of(x));
 	} else if (failed) {
-		printf("%s %lld unfixed %s\n", x->t->label, drift_ms(x), qga_result_name(why));
+		printf("%s %lld unfixed %s\n", x->t->label, drift_ms(x), reason_of(x));
 	} else {
 		printf("%s %lld %s\n", x->t->label, drift_ms(x), status);
 	}
@@ -243,7 +276,7 @@ main(int argc, char *argv[])
 	struct qga_target *t;
 	struct sync *s;
 	size_t n;
-	int timeouts = 0, fails = 0;
+	int timeouts = 0, fails = 0, bad_times = 0;
 
 	log_init("qga-timesync");
 	opt_usage(usage_text, NULL);
@@ -261,7 +294,9 @@ main(int argc, char *argv[])
 		report(&o, &s[i]);
 		const char *st = status_of(&o, &s[i]);
 		enum qga_result why = s[i].have_drift ? s[i].set : s[i].get;
-		if (strcmp(st, "fail") == 0 || strcmp(st, "unfixed") == 0)
+		if (s[i].bad_time)
+			bad_times++;
+		else if (strcmp(st, "fail") == 0 || strcmp(st, "unfixed") == 0)
 			why == QGA_TIMEOUT ? timeouts++ : fails++;
 		else if (strcmp(st, "off") == 0)
 			fails++;
@@ -269,5 +304,5 @@ main(int argc, char *argv[])
 	fflush(stdout);
 	free(s);
 	qga_targets_free(t, n);
-	return timeouts ? EXIT_TIMEOUT : fails ? 1 : 0;
+	return bad_times ? EXIT_DATAERR : timeouts ? EXIT_TIMEOUT : fails ? 1 : 0;
 }

@@ -86,6 +86,48 @@ recorder() { # VMID OFFSET_MS
 	kill -CONT "$QGA_PID"
 }
 
+# clock VMID NS: a stand-in agent whose guest-get-time always answers NS.
+clock() {
+	start_bg qga-recorder --time "$2" --log "$T/agent.log" "$RUN/$1.qga"
+	wait_until 5 test -S "$RUN/$1.qga"
+	agent_up "$RUN/$1.qga"
+}
+
+@test "qga-timesync: a guest clock of INT64_MIN, INT64_MAX or before 1970 is refused, never set (exit 65)" {
+	clock 101 -9223372036854775808
+	clock 102 9223372036854775807
+	clock 103 -1
+	clock 104 9214646400000000000
+	start_qga "$RUN/105.qga"
+	agent_up "$RUN/105.qga"
+	: >"$T/agent.log"
+	run -65 --separate-stderr qga-timesync --max-drift 0 --qga-dir "$RUN" 101 102 103 104 105
+	assert_line -n 0 '101 - fail bad-time'
+	assert_line -n 1 '102 - fail bad-time'
+	assert_line -n 2 '103 - fail bad-time'
+	assert_line -n 3 '104 - fail bad-time'
+	# the real agent is still asked and set (it refuses: unfixed)
+	assert_line -n 4 --regexp '^105 -?[0-9]+ unfixed error$'
+	[[ $stderr == *"qga-timesync: $RUN/101.qga: guest-get-time returned -9223372036854775808 ns: not a time from 1970 to 2261, clock left alone"* ]]
+	[[ $stderr == *"qga-timesync: $RUN/102.qga: guest-get-time returned 9223372036854775807 ns: not a time from 1970 to 2261, clock left alone"* ]]
+	refute grep -q guest-set-time "$T/agent.log"
+	run -65 --separate-stderr qga-timesync --json --qga-dir "$RUN" 101
+	jq -e '.status == "fail" and .reason == "bad-time" and (has("drift_ms") | not)' <<<"$output"
+	# -n and the exit status: 65 wins over a timeout (2) and a failure (1)
+	run -65 qga-timesync -n -t 300 --qga-dir "$RUN" 101 199
+	assert_line '199 - fail no-socket'
+}
+
+@test "qga-timesync: the drift of a clock at the ends of the range has the right sign" {
+	clock 101 1000000000
+	clock 102 9214645000000000000
+	run -0 --separate-stderr qga-timesync --qga-dir "$RUN" 101 102
+	# 1970-01-01T00:00:01Z: far behind; 2261-12-31: far ahead
+	assert_line -n 0 --regexp '^101 -1[0-9]{12} fixed$'
+	assert_line -n 1 --regexp '^102 7[0-9]{12} fixed$'
+	[ "$(grep -c guest-set-time "$T/agent.log")" -eq 2 ]
+}
+
 @test "qga-timesync: --wait waits for the agent to come up" {
 	start_bg qga-timesync -v --wait 20 -t 300 --qga-dir "$RUN" 101 >"$T/out" 2>"$T/err"
 	ts=$BG_PID
