@@ -20,7 +20,7 @@ UNITDIR    ?= $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/
 VERSION    ?= $(shell dpkg-parsechangelog -l debian/changelog -S Version 2>/dev/null || echo 0.0.0)
 BUILD      ?= build
 
-PKGS       := libcurl jansson libmnl
+PKGS       := libcurl jansson libmnl openssl
 CFLAGS     ?= -g -O2
 WARN       := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Wvla
 ifeq ($(WERROR),1)

@@ -38,6 +38,12 @@ struct http_request {
 	const char *password;
 	const char *ca_file;        /* CA bundle (PEM) instead of the system store */
 	const char *ca_path;        /* CA directory (c_rehash'ed) instead of the system store */
+	/* The server certificate's SHA-256 fingerprint as Proxmox shows it
+	 * ("AB:CD:..."; colons optional, any case): that certificate is
+	 * accepted whatever signed it and whatever host name it carries, and
+	 * no other. */
+	const char *fingerprint;
+	int insecure; /* no certificate check at all (--no-verify-ssl) */
 	int64_t connect_timeout_ms; /* > 0 */
 	int64_t timeout_ms;         /* > 0, the whole request */
 	int allow_http;             /* permit plain http:// (tests, loopback) */
@@ -75,6 +81,10 @@ int64_t http_retry_after_ms(const struct http_response *resp);
 
 /* Short name of a result: "ok", "timeout", "network", "tls", "too-big", "failed". */
 const char *http_result_name(enum http_result r);
+
+/* Normalises a SHA-256 fingerprint ("ab:CD..." or 64 hex digits) into the
+ * 32 bytes of out; 0, or -1 when it is not one. */
+int http_parse_fingerprint(const char *s, unsigned char out[32]);
 
 /* The retry rule shared by the API clients: network errors, 5xx and 429 are
  * worth another try; 401 and 403 never are (Hetzner locks an address out
