@@ -1,8 +1,10 @@
 /* Online.net / Scaleway Dedibox API v1: Bearer token, GET /server/failover
  * lists every failover IP with its destination, POST /server/failover/edit
  * (form source=IP[,IP...]&destination=MAIN_IP) moves them, several in one
- * call (IPs sharing a virtual MAC can only move together). 200 "true" is
- * success, 409 "Address already provisioned" means it was there already. */
+ * call (IPs sharing a virtual MAC can only move together). 200 with the
+ * body true is success (Online's clients read the body as a boolean): false
+ * is a refusal, any other body an answer nobody can trust. 409 "Address
+ * already provisioned" means it was there already. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +120,30 @@ already_provisioned(struct ctx *c)
 	return strcasestr(text, "already provisioned") != NULL;
 }
 
+/* The body of a 2xx answer to the edit: true, false, or something else. */
+static enum outcome
+edit_answer(struct ctx *c, const struct api_req *r)
+{
+	char raw[80], shown[80];
+	size_t len = c->resp.body.len;
+	const char *body = c->resp.body.data ? c->resp.body.data : "";
+
+	while (len > 0 && (body[len - 1] == '\n' || body[len - 1] == '\r' || body[len - 1] == ' '))
+		len--;
+	if (len == 4 && memcmp(body, "true", 4) == 0)
+		return OUT_OK;
+	if (len == 5 && memcmp(body, "false", 5) == 0)
+		return api_fail(c, OUT_REFUSED, r, "%ld false: the edit was refused",
+		                c->resp.status);
+	snprintf(raw, sizeof raw, "%.*s%s", (int)(len < 60 ? len : 60), body,
+	         len > 60 ? "..." : "");
+	http_redact(raw, shown, sizeof shown);
+	return api_fail(c, OUT_BADREPLY, r,
+	                "%ld with the body '%s', not true: whether the IPs moved is unknown "
+	                "(check with --list)",
+	                c->resp.status, shown);
+}
+
 static enum outcome
 move(struct ctx *c, struct fip **ips, size_t n, const char *dest)
 {
@@ -148,7 +174,8 @@ move(struct ctx *c, struct fip **ips, size_t n, const char *dest)
 	auth_free(&a);
 	if (o == OUT_OK) {
 		if (api_2xx(c)) {
-			for (size_t i = 0; i < n; i++)
+			o = edit_answer(c, &r);
+			for (size_t i = 0; o == OUT_OK && i < n; i++)
 				ips[i]->state = ST_ROUTED;
 		} else if (c->resp.status == 409 && already_provisioned(c)) {
 			for (size_t i = 0; i < n; i++)

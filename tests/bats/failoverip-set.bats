@@ -602,6 +602,27 @@ POST /api/v1/server/failover/edit 200'
 POST /api/v1/server/failover/edit 409'
 }
 
+@test "online: a 200 whose body is not true is a bad reply, exit 65, not success" {
+	# Online answers a successful edit with the body true; its clients read
+	# the body as a boolean, so only true is success
+	fake online --ip 212.129.0.170=62.210.16.9 --fault nottrue:1:POST
+	conf online destination=62.210.16.10
+	run -65 failoverip-set -c "$CONF" 212.129.0.170
+	assert_output "failoverip-set: 212.129.0.170: 127.0.0.1:$PORT: POST /server/failover/edit: 200 with the body '{}', not true: whether the IPs moved is unknown (check with --list)"
+	run -0 requests
+	assert_output 'GET /api/v1/server/failover 200
+POST /api/v1/server/failover/edit 200'
+	[ "$(route_of 212.129.0.170)" = 62.210.16.9 ]
+}
+
+@test "online: a 200 false is a refusal, exit 1" {
+	fake online --ip 212.129.0.170=62.210.16.9 --fault false:1:POST
+	conf online destination=62.210.16.10
+	run -1 failoverip-set -c "$CONF" 212.129.0.170
+	assert_output "failoverip-set: 212.129.0.170: 127.0.0.1:$PORT: POST /server/failover/edit: 200 false: the edit was refused"
+	[ "$(route_of 212.129.0.170)" = 62.210.16.9 ]
+}
+
 @test "online: a bad token is refused once, exit 1, and never shown" {
 	fake online --ip 212.129.0.170=62.210.16.9 --ip 212.129.0.171=62.210.16.9
 	conf online destination=62.210.16.10
