@@ -90,8 +90,33 @@ requests() { jq -c "select(.path | test(\"$1\"))" "$T/req.log"; }
 	fake
 	run -0 "$HOOK" -c "$T/m.conf"
 	run -1 --separate-stderr "$HOOK" -c "$T/m.conf"
-	[[ $stderr == *"(409): Notification received from host pve1 of type 'VM' is duplicate."* ]]
+	[[ $stderr == *"(409): Notification received from host pve1 of type VM is duplicate."* ]]
 	[ "$(requests notifications | wc -l)" -eq 2 ]
+}
+
+@test "masakari-notify: a 409 duplicate after a lost answer (504) means it was stored: exit 0" {
+	# the API stored the first attempt, a proxy answered 504: the retry
+	# finds it there
+	fake --lose-reply 1:504
+	run -0 --separate-stderr "$HOOK" -c "$T/m.conf"
+	[[ $stderr == *"masakari already has the notification"* ]]
+	[ "$(requests notifications | jq -r .status | tr '\n' ' ')" = "504 409 " ]
+}
+
+@test "masakari-notify: a 409 duplicate after a timed-out attempt means it was stored: exit 0" {
+	fake --lose-reply 1:hang --hang 4
+	sed -i 's/^timeout=.*/timeout=1/' "$T/m.conf"
+	run -0 --separate-stderr "$HOOK" -c "$T/m.conf"
+	[[ $stderr == *"masakari already has the notification"* ]]
+	# the hung request is logged without a status
+	[ "$(requests notifications | jq -r .status | tr '\n' ' ')" = "null 409 " ]
+}
+
+@test "masakari-notify: after a lost answer, a 409 for a host on maintenance is still a refusal" {
+	fake --fail 1:503 --maintenance pve1
+	run -1 --separate-stderr "$HOOK" -c "$T/m.conf"
+	[[ $stderr == *"(409): Notification received from host pve1 of type 'VM' is ignored as the host is already under maintenance."* ]]
+	[ "$(requests notifications | jq -r .status | tr '\n' ' ')" = "503 409 " ]
 }
 
 @test "masakari-notify: no retry on 400 (a body masakari rejects)" {
