@@ -40,6 +40,52 @@ ipaddr_format(const struct ipaddr *ip, char out[IPADDR_STRLEN])
 }
 
 int
+ipaddr_parse_net(const char *s, struct ipaddr *out, unsigned *len)
+{
+	char addr[IPADDR_STRLEN];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned long l;
+
+	if (n >= sizeof addr)
+		return -1;
+	memcpy(addr, s, n);
+	addr[n] = '\0';
+	if (ipaddr_parse(addr, out) < 0)
+		return -1;
+	if (!slash) {
+		*len = out->family == AF_INET ? 32 : 128;
+		return 0;
+	}
+	if (parse_ulong(slash + 1, out->family == AF_INET ? 32 : 128, &l) < 0)
+		return -1;
+	*len = (unsigned)l;
+	return 0;
+}
+
+int
+ipaddr_mask_len(const struct ipaddr *mask)
+{
+	unsigned bytes = mask->family == AF_INET ? 4 : 16, len = 0, i = 0;
+
+	for (; i < bytes && mask->a[i] == 0xff; i++)
+		len += 8;
+	if (i < bytes) {
+		uint8_t b = mask->a[i++];
+		while (b & 0x80) {
+			len++;
+			b = (uint8_t)(b << 1);
+		}
+		if (b)
+			return -1;
+	}
+	for (; i < bytes; i++)
+		if (mask->a[i])
+			return -1;
+	return (int)len;
+}
+
+int
 ipaddr_cmp(const void *a, const void *b)
 {
 	const struct ipaddr *x = a, *y = b;
@@ -75,6 +121,13 @@ in_prefix(const struct ipaddr *ip, const uint8_t *prefix, unsigned len)
 		return 1;
 	uint8_t mask = (uint8_t)(0xff << (8 - bits));
 	return (ip->a[bytes] & mask) == (prefix[bytes] & mask);
+}
+
+int
+ipaddr_in_net(const struct ipaddr *ip, const struct ipaddr *net, unsigned len)
+{
+	return ip->family == net->family && len <= (ip->family == AF_INET ? 32u : 128u) &&
+	       in_prefix(ip, net->a, len);
 }
 
 int

@@ -24,6 +24,14 @@ struct ipaddr {
 int ipaddr_parse(const char *s, struct ipaddr *out);
 /* Canonical text (RFC 5952 for IPv6). */
 void ipaddr_format(const struct ipaddr *ip, char out[IPADDR_STRLEN]);
+/* "ADDR/LEN" or "ADDR" (LEN is then the full length, 32 or 128), the
+ * address as ipaddr_parse takes it, LEN a plain decimal; 0 or -1. */
+int ipaddr_parse_net(const char *s, struct ipaddr *out, unsigned *len);
+/* The prefix length of a netmask ("255.255.255.248", "ffff:ffff:ffff:ffff::"),
+ * or -1 when its ones are not contiguous from the left. */
+int ipaddr_mask_len(const struct ipaddr *mask);
+/* 1 when ip lies in net/len: the same family and the same first len bits. */
+int ipaddr_in_net(const struct ipaddr *ip, const struct ipaddr *net, unsigned len);
 /* IPv4 before IPv6, then numeric; a qsort comparator. */
 int ipaddr_cmp(const void *a, const void *b);
 /* Sorts and drops duplicates; returns the new count. */
