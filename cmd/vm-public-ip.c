@@ -23,6 +23,8 @@
 #include "vmlist.h"
 
 #define CGROUP_WALK_DEPTH 4 /* the CT's init is in lxc/VMID/ns or just below */
+#define MAX_ADDRESSES 64     /* per guest, by default (--max-addresses) */
+#define MAX_ADDRESSES_LIMIT 65536
 
 struct ct_pid {
 	uint32_t vmid;
@@ -34,6 +36,7 @@ struct opts {
 	struct ct_pid *ct_pids;
 	size_t nct_pids;
 	int timeout_ms, all, print_only, prune;
+	size_t max_addresses;
 };
 
 struct found {
@@ -44,7 +47,8 @@ struct found {
 
 static const char usage_text[] =
     "usage: vm-public-ip [-anv] [--timeout SECS] [--run-dir DIR] [--cgroup-dir DIR] "
-    "[--ct-pid VMID=PID]\n";
+    "[--ct-pid VMID=PID]\n"
+    "                    [--max-addresses N]\n";
 
 static const char help_text[] =
     "Asks every running QEMU guest of this node with the agent enabled for its\n"
@@ -53,6 +57,7 @@ static const char help_text[] =
     "CONFIG_DIR/failoverip/VMID. Only public addresses unless --all.\n\n"
     "  -a, --all               keep every address (private, link-local, ...)\n"
     "      --timeout SECS      deadline per guest (default 5; \"500ms\" works too)\n"
+    "      --max-addresses N   keep at most N addresses a guest (default 64)\n"
     "      --no-prune          keep files of guests that no longer exist\n"
     "  -v, --verbose           only print, write nothing (also -n, --dry-run)\n"
     "      --run-dir DIR       VMID.pid and VMID.qga (default /var/run/qemu-server;\n"
@@ -111,6 +116,7 @@ parse_args(int argc, char **argv, struct opts *o)
 {
 	enum {
 		O_TIMEOUT = 256,
+		O_MAX_ADDRESSES,
 		O_NO_PRUNE,
 		O_RUN_DIR,
 		O_CGROUP_DIR,
@@ -122,6 +128,7 @@ parse_args(int argc, char **argv, struct opts *o)
 	static const struct option longopts[] = {
 		{ "all", no_argument, NULL, 'a' },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "max-addresses", required_argument, NULL, O_MAX_ADDRESSES },
 		{ "no-prune", no_argument, NULL, O_NO_PRUNE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "dry-run", no_argument, NULL, 'n' },
@@ -144,6 +151,7 @@ parse_args(int argc, char **argv, struct opts *o)
 		            .cgroup_dir = "/sys/fs/cgroup",
 		            .node = local_node_name(),
 		            .timeout_ms = 5000,
+		            .max_addresses = MAX_ADDRESSES,
 		            .prune = 1 };
 	while ((c = getopt_long(argc, argv, "avnhV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -159,6 +167,10 @@ parse_args(int argc, char **argv, struct opts *o)
 				usage_error("--timeout %s: want seconds from 0.001 to 600, or "
 				            "milliseconds as in 500ms",
 				            optarg);
+			break;
+		case O_MAX_ADDRESSES:
+			o->max_addresses =
+			    opt_count("--max-addresses", optarg, 1, MAX_ADDRESSES_LIMIT);
 			break;
 		case O_NO_PRUNE:
 			o->prune = 0;
@@ -202,6 +214,22 @@ found_add(struct found *f, uint32_t vmid, const struct ipaddr *ip, int all)
 		f->v = xreallocarray(f->v, f->cap, sizeof *f->v);
 	}
 	f->v[f->n++] = (struct vm_ip){ vmid, *ip };
+}
+
+/* What one guest reports is guest input, and the file it ends up in lives in
+ * the cluster-wide pmxcfs: the addresses of vmid, found from first on, are
+ * sorted and cut to the lowest max, saying so. */
+static void
+found_cap(struct found *f, size_t first, uint32_t vmid, size_t max)
+{
+	size_t n = vm_ip_sort_unique(f->v + first, f->n - first);
+
+	if (n > max) {
+		log_warn("guest %u: %zu addresses, more than --max-addresses %zu: kept the first %zu",
+		         vmid, n, max, max);
+		n = max;
+	}
+	f->n = first + n;
 }
 
 /* --- QEMU guests: the agent --- */
@@ -296,6 +324,7 @@ ask_agents(const struct opts *o, const struct node_guest *g, size_t ng, struct f
 	qga_run(calls, n, open_files_budget(QGA_FD_RESERVE));
 	for (size_t i = 0; i < n; i++) {
 		const char *why;
+		size_t first = f->n;
 
 		if (calls[i].result != QGA_OK) {
 			log_warn("guest %u: %s", vmids[i], calls[i].detail);
@@ -305,6 +334,8 @@ ask_agents(const struct opts *o, const struct node_guest *g, size_t ng, struct f
 			    "guest %u: %s: unexpected answer to guest-network-get-interfaces: %s",
 			    vmids[i], calls[i].path, why);
 			f->skipped++;
+		} else {
+			found_cap(f, first, vmids[i], o->max_addresses);
 		}
 		qga_call_cleanup(&calls[i]);
 	}
@@ -425,9 +456,11 @@ read_containers(const struct opts *o, const struct node_guest *g, size_t ng, str
 			log_warn("guest %u: %s: %s", g[i].vmid, path, err);
 			f->skipped++;
 		} else {
+			size_t first = f->n;
 			for (size_t k = 0; k < n; k++)
 				if (!(a[k].flags & IFA_F_DADFAILED))
 					found_add(f, g[i].vmid, &a[k].ip, o->all);
+			found_cap(f, first, g[i].vmid, o->max_addresses);
 			free(a);
 		}
 		close(fd);

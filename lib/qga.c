@@ -17,7 +17,6 @@
 
 enum { S_IDLE, S_RUNNING, S_DONE };
 
-#define QGA_REPLY_MAX (16 * 1024 * 1024)
 #define QGA_JUNK_MAX (64 * 1024) /* bytes before a sync marker we put up with */
 
 const char *

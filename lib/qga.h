@@ -71,6 +71,12 @@ void qga_call_cleanup(struct qga_call *c);
  * collects in c->sock.out. */
 void qga_call_feed(struct qga_call *c, const void *data, size_t len, int64_t now_ms);
 
+/* The most an agent may send for one call (stale replies and the sync reply
+ * included): a larger reply ends the call as QGA_GARBAGE before it is
+ * parsed, so a guest cannot make the host parse megabytes of JSON. 1 MiB
+ * holds guest-network-get-interfaces of some 3,000 interfaces. */
+#define QGA_REPLY_MAX (1024 * 1024)
+
 /* Descriptors a program running many calls keeps for everything else:
  * open_files_budget(QGA_FD_RESERVE) is the usual max_parallel below. */
 #define QGA_FD_RESERVE 32

@@ -230,6 +230,82 @@ EOF
 	assert_line "108 fe80::1"
 }
 
+# many_addrs NS N PREFIX: N more addresses PREFIX.1 ... on eth0 in NS (N <= 254).
+many_addrs() {
+	local ns=$1 n=$2 prefix=$3 i
+	for ((i = 1; i <= n; i++)); do
+		echo "addr add $prefix.$i/32 dev eth0"
+	done | ip -n "$ns" -batch -
+}
+
+@test "vm-public-ip: a guest with more than --max-addresses (64) keeps the lowest ones, with a line naming it" {
+	standard_guests
+	printf 'agent: 1\n' | conf pve1 qemu 101
+	printf 'hostname: ct111\n' | conf pve1 lxc 111
+	# a real agent and a container with 70 public addresses each (plus a
+	# private one, which does not count)
+	guest_ns 10.9.9.9/24
+	many_addrs "$GUEST_NS" 70 100.128.11
+	vm 101 "$GUEST_NS"
+	guest_ns 10.9.9.9/24
+	many_addrs "$GUEST_NS" 70 100.128.12
+	ct 111 "$GUEST_NS"
+	run -0 --separate-stderr public_ip
+	[ "$(grep -c '^101 ' <<<"$output")" -eq 64 ]
+	[ "$(grep -c '^111 ' <<<"$output")" -eq 64 ]
+	assert_line '101 100.128.11.1'
+	assert_line '101 100.128.11.64'
+	refute_line '101 100.128.11.65'
+	assert_line '100 100.128.2.100'
+	[[ $stderr == *"vm-public-ip: guest 101: 70 addresses, more than --max-addresses 64: kept the first 64"* ]]
+	[[ $stderr == *"vm-public-ip: guest 111: 70 addresses, more than --max-addresses 64: kept the first 64"* ]]
+	[ "$(wc -l <"$CFG/failoverip/101")" -eq 64 ]
+	[ "$(wc -l <"$CFG/failoverip/111")" -eq 64 ]
+	# the limit is an option; the guests below it say nothing
+	run -0 --separate-stderr public_ip -v --max-addresses 3
+	assert_output '100 100.128.2.100
+100 2001:db9::100
+101 100.128.11.1
+101 100.128.11.2
+101 100.128.11.3
+110 100.128.3.110
+110 2001:db9:3::110
+111 100.128.12.1
+111 100.128.12.2
+111 100.128.12.3'
+	[[ $stderr == *"guest 101: 70 addresses, more than --max-addresses 3: kept the first 3"* ]]
+	[[ $stderr != *"guest 100:"* ]]
+	run -64 public_ip --max-addresses 0
+	assert_line 'vm-public-ip: --max-addresses 0: want a number from 1 to 65536'
+}
+
+@test "vm-public-ip: a hostile agent's flood is cut: 5,000 addresses keep 64, 200,000 (a reply over 1 MiB) are refused" {
+	standard_guests
+	local id
+	for id in 102 103; do
+		printf 'agent: 1\n' | conf pve1 qemu "$id"
+		fake_qemu "$RUN" "$id"
+	done
+	start_bg qga-recorder --addresses 5000 --log "$T/102.log" "$RUN/102.qga"
+	start_bg qga-recorder --addresses 200000 --log "$T/103.log" "$RUN/103.qga"
+	wait_until 30 test -S "$RUN/102.qga"
+	wait_until 30 test -S "$RUN/103.qga"
+	mkdir -p "$CFG/failoverip"
+	echo 100.128.9.103 >"$CFG/failoverip/103"
+	run -1 --separate-stderr public_ip --timeout 20
+	[ "$(grep -c '^102 ' <<<"$output")" -eq 64 ]
+	refute_line --regexp '^103 '
+	assert_line '100 100.128.2.100'
+	[[ $stderr == *"vm-public-ip: guest 102: 5000 addresses, more than --max-addresses 64: kept the first 64"* ]]
+	[[ $stderr == *"vm-public-ip: guest 103: $RUN/103.qga: reply larger than 1048576 bytes"* ]]
+	[ "$(wc -l <"$CFG/failoverip/102")" -eq 64 ]
+	# what the guest said is no answer: its file stays as it was
+	run cat "$CFG/failoverip/103"
+	assert_output 100.128.9.103
+	# the cluster-wide folder stays small: a few kB, not megabytes
+	[ "$(du -sk "$CFG/failoverip" | cut -f1)" -lt 64 ]
+}
+
 @test "vm-public-ip: a container's init is found in its cgroup, or given with --ct-pid" {
 	standard_guests
 	conf pve1 lxc 111 <<'EOF'
