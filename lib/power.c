@@ -1,0 +1,228 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "guest.h"
+#include "power.h"
+#include "qmp.h"
+#include "util.h"
+
+#define KILL_AFTER_MS 5000
+#define STATUS_TIMEOUT_S 30
+#define QMP_TIMEOUT_MS 3000
+
+const char *
+power_tool(enum guest_type t)
+{
+	return t == GUEST_QEMU ? "qm" : "pct";
+}
+
+/* The first executable NAME in PATH's directories (caller frees), or NULL. */
+static char *
+path_search(const char *name)
+{
+	const char *path = getenv("PATH");
+	char *copy, *dir, *save = NULL, *found = NULL;
+
+	copy = xstrdup(path && *path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		char *p = xasprintf("%s/%s", dir, name);
+		if (access(p, X_OK) == 0)
+			found = p;
+		else
+			free(p);
+	}
+	free(copy);
+	return found;
+}
+
+int
+power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[],
+                double timeout_s)
+{
+	const char *tool = power_tool(t);
+	const char *argv[16];
+	size_t n = 0;
+	char *path;
+	int rc;
+
+	memset(c, 0, sizeof *c);
+	c->out = -1;
+	c->proc.fd = -1;
+	c->start_ms = mono_ms();
+	argv[n++] = tool;
+	for (size_t i = 0; args[i] && n < ARRAY_LEN(argv) - 1; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (!(path = path_search(tool))) {
+		c->rc = 127;
+		snprintf(c->last, sizeof c->last, "%s: not found on PATH", tool);
+		return -1;
+	}
+	c->out = memfd_create(tool, MFD_CLOEXEC);
+	if (c->out < 0) {
+		c->rc = 126;
+		snprintf(c->last, sizeof c->last, "memfd_create: %s", strerror(errno));
+		free(path);
+		return -1;
+	}
+	struct proc_spec s = {
+		.path = path,
+		.argv = (char *const *)argv,
+		.fd_in = PROC_DEVNULL,
+		.fd_out = c->out,
+		.fd_err = c->out,
+		.group = PROC_NEW_GROUP,
+		.timeout_ms = (int64_t)(timeout_s * 1000),
+		.kill_after_ms = KILL_AFTER_MS,
+	};
+	rc = proc_spawn(&c->proc, &s);
+	if (rc < 0) {
+		c->rc = 126;
+		snprintf(c->last, sizeof c->last, "%s: %s", path, strerror(errno));
+		close(c->out);
+		c->out = -1;
+	}
+	free(path);
+	return rc;
+}
+
+/* The last non-empty line of text, cut to fit. */
+static void
+last_line(const char *text, char *out, size_t len)
+{
+	const char *end = text + strlen(text), *start;
+
+	while (end > text && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+		end--;
+	start = end;
+	while (start > text && start[-1] != '\n')
+		start--;
+	snprintf(out, len, "%.*s", (int)(end - start), start);
+}
+
+void
+power_cmd_collect(struct power_cmd *c)
+{
+	struct proc_status st;
+	char text[8192], how[128];
+	ssize_t n;
+
+	if (c->proc.fd < 0)
+		return; /* never started: the results are set */
+	proc_collect(&c->proc, &st);
+	c->rc = proc_exit_code(&st);
+	c->timed_out = st.timed_out;
+	c->ms = mono_ms() - c->start_ms;
+	/* Its end, where qm and pct say what went wrong, and its start. */
+	off_t size = lseek(c->out, 0, SEEK_END);
+	off_t from = size > (off_t)sizeof text - 1 ? size - (off_t)sizeof text + 1 : 0;
+	n = pread(c->out, text, sizeof text - 1, from);
+	text[n > 0 ? n : 0] = '\0';
+	last_line(text, c->last, sizeof c->last);
+	n = pread(c->out, c->output, sizeof c->output - 1, 0);
+	c->output[n > 0 ? n : 0] = '\0';
+	close(c->out);
+	c->out = -1;
+	if (!c->last[0] || st.timed_out || st.exec_errno)
+		snprintf(c->last, sizeof c->last, "%s%s",
+		         st.timed_out ? "no result before the deadline, stopped: " : "",
+		         proc_describe(&st, how, sizeof how));
+}
+
+int
+power_cmd_run(struct power_cmd *c, enum guest_type t, const char *const args[], double timeout_s)
+{
+	if (power_cmd_spawn(c, t, args, timeout_s) == 0)
+		power_cmd_collect(c);
+	return c->rc;
+}
+
+int
+local_guest_load(const char *pve_dir, const char *node, const struct vmlist *l, uint32_t vmid,
+                 struct local_guest *g)
+{
+	const struct vm_owner *o = vmlist_find(l, vmid);
+	char *path;
+	int rc;
+
+	memset(g, 0, sizeof *g);
+	if (!o || strcmp(o->node, node) != 0) {
+		errno = ENOENT;
+		return -1;
+	}
+	g->vmid = vmid;
+	g->type = o->type;
+	path = guest_conf_path(pve_dir, node, o->type, vmid);
+	rc = guest_conf_load(path, o->type, &g->conf);
+	free(path);
+	return rc;
+}
+
+void
+local_guest_free(struct local_guest *g)
+{
+	guest_conf_free(&g->conf);
+	memset(g, 0, sizeof *g);
+}
+
+/* "status: running" from pct status. */
+static int
+pct_status(const struct local_guest *g, char *state, size_t len, char *why, size_t wlen)
+{
+	struct power_cmd c;
+	char vmid[16];
+	const char *args[] = { "status", vmid, NULL };
+	const char *p;
+
+	snprintf(vmid, sizeof vmid, "%u", g->vmid);
+	if (power_cmd_run(&c, g->type, args, STATUS_TIMEOUT_S) != 0) {
+		snprintf(why, wlen, "pct status %u: %s", g->vmid, c.last);
+		return -1;
+	}
+	if (!(p = strstr(c.output, "status: "))) {
+		snprintf(why, wlen, "pct status %u: no status in its output", g->vmid);
+		return -1;
+	}
+	p += strlen("status: ");
+	snprintf(state, len, "%.*s", (int)strcspn(p, " \r\n"), p);
+	return 0;
+}
+
+int
+power_state(const char *run_dir, const struct local_guest *g, char *state, size_t len, char *why,
+            size_t wlen)
+{
+	const char *lock;
+
+	why[0] = '\0';
+	if (g->type == GUEST_LXC)
+		return pct_status(g, state, len, why, wlen);
+	if (qemu_running_pid(run_dir, g->vmid)) {
+		char *qmp = xasprintf("%s/%u.qmp", run_dir, g->vmid);
+		if (qmp_query_status(qmp, QMP_TIMEOUT_MS, state, len, why, wlen) != QMP_OK)
+			snprintf(state, len, "running");
+		free(qmp);
+		return 0;
+	}
+	lock = guest_conf_lock(&g->conf);
+	snprintf(state, len, "%s", lock && strcmp(lock, "suspended") == 0 ? "hibernated" : "stopped");
+	return 0;
+}
+
+int
+power_running(const char *run_dir, const struct local_guest *g, char *why, size_t wlen)
+{
+	char state[32];
+
+	why[0] = '\0';
+	if (g->type == GUEST_QEMU)
+		return qemu_running_pid(run_dir, g->vmid) != 0;
+	if (pct_status(g, state, sizeof state, why, wlen) < 0)
+		return -1;
+	return strcmp(state, "running") == 0;
+}

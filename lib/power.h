@@ -1,0 +1,69 @@
+/* Guest power through Proxmox's own commands: qm (QEMU) and pct
+ * (containers) run as children with a deadline (lib/proc), their output
+ * kept, and the power state of a guest of this node. What pve-start-plan
+ * and vm-power share.
+ *
+ * qm and pct are looked up on PATH, as a shell would. */
+#ifndef PVEKIT_POWER_H
+#define PVEKIT_POWER_H
+
+#include <stdint.h>
+
+#include "guestconf.h"
+#include "proc.h"
+#include "vmlist.h"
+
+/* "qm" for QEMU, "pct" for containers. */
+const char *power_tool(enum guest_type t);
+
+/* One qm or pct command. */
+struct power_cmd {
+	struct proc proc; /* proc.fd: readable when it has ended */
+	int out;          /* its stdout and stderr (a memfd) */
+	int64_t start_ms;
+	/* results, after power_cmd_collect */
+	int rc;             /* the exit code as a shell reports it (lib/proc) */
+	int timed_out;      /* the deadline passed */
+	int64_t ms;         /* how long it ran */
+	char last[256];     /* the last line it printed, or proc_describe's */
+	char output[1024];  /* the start of what it printed */
+};
+
+/* Starts TOOL ARG... (args without the tool's name), stdin /dev/null, in a
+ * process group of its own, ended (TERM, KILL 5 s later) after timeout_s.
+ * 0, or -1 with the reason in c->last. */
+int power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[],
+                    double timeout_s);
+/* Waits for the end (at once once proc.fd polled readable) and fills the
+ * results. */
+void power_cmd_collect(struct power_cmd *c);
+/* Both. Returns c->rc (127 when it could not start). */
+int power_cmd_run(struct power_cmd *c, enum guest_type t, const char *const args[],
+                  double timeout_s);
+
+/* A guest of this node: the vmlist places it on node, and its live config
+ * was read. 0; -1 with errno ENOENT when it is not this node's (or no
+ * guest at all), or the error of reading its config. */
+struct local_guest {
+	uint32_t vmid;
+	enum guest_type type;
+	struct guest_conf conf;
+};
+int local_guest_load(const char *pve_dir, const char *node, const struct vmlist *l,
+                     uint32_t vmid, struct local_guest *g);
+void local_guest_free(struct local_guest *g);
+
+/* Its power state into state: "running", "stopped", "hibernated" (QEMU:
+ * stopped with lock: suspended, its RAM saved by qm suspend --todisk), or
+ * for a QEMU guest whose monitor says so, QEMU's run state ("paused",
+ * "prelaunch", "inmigrate", ...); a QEMU guest whose monitor does not
+ * answer counts as "running". QEMU guests are checked as qemu-server does
+ * (pid file, /proc, the monitor in RUN_DIR); containers through
+ * "pct status". 0, or -1 with the reason in why. */
+int power_state(const char *run_dir, const struct local_guest *g, char *state, size_t len,
+                char *why, size_t wlen);
+
+/* A quick yes/no: is it running (in any QEMU run state)? -1 when unknown. */
+int power_running(const char *run_dir, const struct local_guest *g, char *why, size_t wlen);
+
+#endif
