@@ -350,6 +350,7 @@ advance(struct job *j)
 			.envp = j->envp,
 			.mode = OUT_LOG,
 			.stdin_null = 1,
+			.vmid = j->ev->vmid,
 		};
 		int rc;
 

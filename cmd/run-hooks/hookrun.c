@@ -1,16 +1,33 @@
-/* One running hook: its supervisor (lib/proc) and its output. */
+/* One running hook: its supervisor (lib/proc) and its output. With
+ * --systemd-run the supervised command is systemd-run, and the hook runs in
+ * a transient unit of PID 1 (lib/sdrun): its deadline is the unit's
+ * RuntimeMaxSec, and when systemd-run is given up (stop, or its own
+ * deadline), "systemctl stop UNIT" ends the hook's processes before the hook
+ * counts as ended, as lib/proc does for a hook of our own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "run-hooks.h"
+#include "sdrun.h"
 
 /* Longer output lines are logged in pieces of this size. */
 #define LINE_MAX_LOG 1536
+/* systemd-run's own deadline beyond the hook's (start-up, the stop): a
+ * backstop for a client that hangs, never reached while PID 1 answers. */
+#define SDRUN_SLACK_MS (15 * 1000)
+
+static char *
+unit_description(const struct hookspec *h)
+{
+	return h->label ? xasprintf("pvekit hook: %s", h->label)
+	                : xasprintf("run-hooks: %s", h->path);
+}
 
 int
 hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
@@ -26,12 +43,38 @@ hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 		.kill_after_ms = o->kill_after_ms,
 	};
 	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, rc, e;
+	char **sd = NULL;
 
 	memset(r, 0, sizeof *r);
 	r->fd[0] = r->fd[1] = -1;
 	r->proc.fd = -1;
+	r->stopper.fd = -1;
 	r->mode = h->mode;
 	r->path = h->path;
+	r->timeout_ms = s.timeout_ms;
+	r->kill_after_ms = o->kill_after_ms;
+	if (o->systemd_run) {
+		const char *base = strrchr(h->path, '/');
+		char *desc = unit_description(h);
+		struct sdrun_spec sp = {
+			.description = desc,
+			.runtime_max_ms = s.timeout_ms,
+			.stop_timeout_ms = o->kill_after_ms,
+			.umask = (int)o->umask,
+			.env = h->envp,
+			.env_prefix = "PVEKIT_",
+		};
+
+		r->unit = sdrun_unit_name("hook", h->vmid, base ? base + 1 : h->path);
+		sp.unit = r->unit;
+		sd = sdrun_argv(&sp, h->argv);
+		free(desc);
+		s.path = sd[0];
+		s.argv = sd;
+		s.envp = NULL;
+		if (s.timeout_ms > 0)
+			s.timeout_ms += o->kill_after_ms + SDRUN_SLACK_MS;
+	}
 	if (o->new_session)
 		s.group = PROC_NEW_SESSION;
 	else if (o->timeout_ms > 0 || o->events)
@@ -52,6 +95,7 @@ hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 	}
 	rc = proc_spawn(&r->proc, &s);
 	e = errno;
+	sdrun_free(sd);
 	if (h->mode != OUT_INHERIT) {
 		close(out[1]);
 		close(err[1]);
@@ -66,6 +110,8 @@ hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 		}
 	}
 	if (rc < 0) {
+		free(r->unit);
+		r->unit = NULL;
 		errno = e;
 		return -1;
 	}
@@ -79,7 +125,8 @@ hookrun_pollfds(const struct hookrun *r, struct pollfd *pfd)
 {
 	pfd[0] = (struct pollfd){ .fd = r->fd[0], .events = POLLIN };
 	pfd[1] = (struct pollfd){ .fd = r->fd[1], .events = POLLIN };
-	pfd[2] = (struct pollfd){ .fd = r->proc.fd, .events = POLLIN };
+	pfd[2] =
+	    (struct pollfd){ .fd = r->proc.fd >= 0 ? r->proc.fd : r->stopper.fd, .events = POLLIN };
 }
 
 /* OUT_LOG: logs the complete lines in partial[stream]; with flush, the
@@ -166,6 +213,46 @@ hookrun_free(struct hookrun *r)
 			close(r->fd[i]);
 		r->fd[i] = -1;
 	}
+	free(r->unit);
+	r->unit = NULL;
+}
+
+/* systemd-run was given up, so its unit may still run: stop it. 0 when the
+ * stopper runs. */
+static int
+stopper_start(struct hookrun *r)
+{
+	char **argv = sdrun_stop_argv(r->unit);
+	struct proc_spec s = {
+		.path = argv[0],
+		.argv = argv,
+		.fd_in = PROC_DEVNULL,
+		.fd_out = PROC_DEVNULL,
+		.fd_err = PROC_DEVNULL,
+		.group = PROC_NEW_GROUP,
+		.timeout_ms = r->kill_after_ms + SDRUN_SLACK_MS,
+		.kill_after_ms = 1000,
+	};
+	int rc = proc_spawn(&r->stopper, &s);
+
+	if (rc < 0)
+		log_err("%s: cannot stop %s: %s", r->label ? r->label : r->path, r->unit,
+		        strerror(errno));
+	sdrun_free(argv);
+	return rc;
+}
+
+static void
+stopper_ended(struct hookrun *r)
+{
+	struct proc_status st;
+
+	proc_collect(&r->stopper, &st);
+	if (!sdrun_stop_ok(proc_exit_code(&st))) {
+		char what[160];
+		log_err("%s: systemctl stop %s %s%s", r->label ? r->label : r->path, r->unit,
+		        proc_describe(&st, what, sizeof what), st.timed_out ? " (timed out)" : "");
+	}
 }
 
 int
@@ -176,10 +263,29 @@ hookrun_handle(struct hookrun *r, const struct pollfd *pfd, struct proc_status *
 			read_stream(r, i, 0);
 	if (!(pfd[2].fd >= 0 && pfd[2].revents))
 		return 0;
+	if (r->proc.fd >= 0) {
+		proc_collect(&r->proc, &r->st);
+		if (r->unit && r->st.exec_errno)
+			log_err("%s: systemd-run: %s", r->label ? r->label : r->path,
+			        strerror(r->st.exec_errno));
+		/* systemd-run returns normally only once its unit is gone. */
+		if (r->unit &&
+		    (r->aborting || r->st.aborted || r->st.timed_out || r->st.lost ||
+		     WIFSIGNALED(r->st.wstatus)) &&
+		    stopper_start(r) == 0)
+			return 0;
+	} else {
+		stopper_ended(r);
+	}
+	/* PID 1 stopped the unit at its RuntimeMaxSec: systemd-run exits 1,
+	 * and only the time tells it from the hook's own "exit 1". */
+	if (r->unit && r->timeout_ms > 0 && !r->st.timed_out && proc_exit_code(&r->st) &&
+	    r->st.ms >= r->timeout_ms)
+		r->st.timed_out = 1;
 	/* The hook has ended, and all it wrote is in the pipes by now. */
 	read_stream(r, 0, 1);
 	read_stream(r, 1, 1);
-	proc_collect(&r->proc, st);
+	*st = r->st;
 	hookrun_free(r);
 	return 1;
 }
@@ -187,5 +293,7 @@ hookrun_handle(struct hookrun *r, const struct pollfd *pfd, struct proc_status *
 void
 hookrun_abort(struct hookrun *r)
 {
-	proc_abort(&r->proc);
+	r->aborting = 1;
+	if (r->proc.fd >= 0)
+		proc_abort(&r->proc);
 }

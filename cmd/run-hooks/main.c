@@ -35,6 +35,7 @@ enum {
 	OPT_EVENTS,
 	OPT_STATE_DIR,
 	OPT_NODE,
+	OPT_SYSTEMD_RUN,
 };
 
 static const struct option long_opts[] = {
@@ -55,6 +56,7 @@ static const struct option long_opts[] = {
 	{ "jobs", required_argument, NULL, 'j' },
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "node", required_argument, NULL, OPT_NODE },
+	{ "systemd-run", no_argument, NULL, OPT_SYSTEMD_RUN },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -63,9 +65,10 @@ static const struct option long_opts[] = {
 static const char usage_text[] =
     "usage: run-hooks [-v] [--test | --list] [--report] [--reverse] [--exit-on-error]\n"
     "                 [--regex ERE | --lsbsysinit] [-a ARG]... [-u UMASK] [--new-session]\n"
-    "                 [--timeout SECS] [--kill-after SECS] DIR [ARG...]\n"
+    "                 [--timeout SECS] [--kill-after SECS] [--systemd-run] DIR [ARG...]\n"
     "       run-hooks --events HOOKS [-v] [-j N] [--state-dir DIR] [--node NAME]\n"
-    "                 [--timeout SECS] [--kill-after SECS] [--exit-on-error] [-u UMASK]\n";
+    "                 [--timeout SECS] [--kill-after SECS] [--exit-on-error] [-u UMASK]\n"
+    "                 [--systemd-run]\n";
 
 static int64_t
 parse_ms(const char *opt, const char *s)
@@ -165,6 +168,9 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->node = opt_node(optarg);
 			given_node = 1;
 			break;
+		case OPT_SYSTEMD_RUN:
+			o->systemd_run = 1;
+			break;
 		case 'h':
 			opt_help();
 		case 'V':
@@ -175,6 +181,9 @@ parse_args(int argc, char **argv, struct opts *o)
 	}
 	if (o->list && o->test)
 		usage_error("--list and --test cannot be used together");
+	if (o->systemd_run && o->new_session)
+		usage_error("--new-session and --systemd-run cannot be used together: "
+		            "a transient unit has a session of its own");
 	if (names_init(o, err, sizeof err) < 0)
 		usage_error("--regex: %s", err);
 	if (o->events) {

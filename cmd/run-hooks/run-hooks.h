@@ -15,6 +15,7 @@ enum name_rule { NAMES_CLASSIC, NAMES_LSBSYSINIT, NAMES_REGEX };
 
 struct opts {
 	int test, list, report, verbose, reverse, exit_on_error, new_session;
+	int systemd_run; /* each hook as a transient service of PID 1 (lib/sdrun) */
 	enum name_rule names;
 	const char *regex;
 	char **args; /* -a/--arg and the operands after DIR */
@@ -58,6 +59,11 @@ enum out_mode {
 struct hookrun {
 	struct proc proc;
 	int fd[2]; /* stdout, stderr read ends */
+	char *unit;            /* --systemd-run: the hook's transient unit */
+	struct proc stopper;   /* "systemctl stop UNIT" once systemd-run was given up */
+	struct proc_status st; /* systemd-run's, kept while the stopper runs */
+	int aborting;
+	int64_t timeout_ms, kill_after_ms;
 	struct buf partial[2];
 	enum out_mode mode;
 	const char *path;
@@ -73,6 +79,7 @@ struct hookspec {
 	enum out_mode mode;
 	const char *label; /* OUT_LOG */
 	int stdin_null;
+	uint32_t vmid; /* --systemd-run: part of the unit's name, 0: none */
 };
 
 /* Each running hook uses three pollfd slots. */

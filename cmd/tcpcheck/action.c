@@ -16,6 +16,7 @@
 #include "guest.h"
 #include "log.h"
 #include "qmp.h"
+#include "sdrun.h"
 #include "tcpcheck.h"
 #include "util.h"
 
@@ -137,42 +138,32 @@ status_hands_off(const char *st)
 
 /* ---- running commands */
 
-static const char *const env_names[] = { "PVEKIT_VMID", "PVEKIT_TYPE",  "PVEKIT_NAME",
-	                                 "PVEKIT_NODE", "PVEKIT_IP",    "PVEKIT_REASON",
-	                                 "PVEKIT_WAIT", "PVEKIT_HA_SID" };
-
 static int
 run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
 {
 	const char *args[64];
-	char *owned[ARRAY_LEN(env_names) + 2];
-	size_t na = 0, no = 0;
+	char **sd = NULL, *unit = NULL, *desc = NULL;
+	size_t na = 0;
 	pid_t pid;
 	int st;
 
 	if (r->systemd_run) {
-		/* A transient unit started by PID 1: the guest that qm starts must
-		 * not inherit this service's sandbox. */
-		args[na++] = "systemd-run";
-		args[na++] = "--quiet";
-		args[na++] = "--wait";
-		args[na++] = "--collect";
-		args[na++] = "--pipe";
-		args[na++] = "--service-type=exec";
-		args[na++] = owned[no++] =
-		    xasprintf("--description=pvekit tcpcheck action for guest %u", r->vmid);
-		args[na++] = owned[no++] =
-		    xasprintf("--property=RuntimeMaxSec=%ld", whole_secs(left_secs));
-		for (size_t i = 0; i < ARRAY_LEN(env_names); i++) {
-			const char *v = getenv(env_names[i]);
-			if (v && strlen(v) < 4096)
-				args[na++] = owned[no++] =
-				    xasprintf("--setenv=%s=%s", env_names[i], v);
-		}
-		args[na++] = "--";
+		/* A transient unit started by PID 1 (lib/sdrun): the guest that
+		 * qm starts must not inherit this service's sandbox. */
+		struct sdrun_spec sp = {
+			.runtime_max_ms = (int64_t)(whole_secs(left_secs) * 1000),
+			.umask = -1,
+			.env_prefix = "PVEKIT_",
+		};
+		sp.unit = unit = sdrun_unit_name("action", r->vmid, NULL);
+		sp.description = desc = xasprintf("pvekit tcpcheck action for guest %u", r->vmid);
+		sd = sdrun_argv(&sp, (char *const *)argv);
+		for (size_t i = 0; sd[i] && na < ARRAY_LEN(args) - 1; i++)
+			args[na++] = sd[i];
+	} else {
+		for (size_t i = 0; argv[i] && na < ARRAY_LEN(args) - 1; i++)
+			args[na++] = argv[i];
 	}
-	for (size_t i = 0; argv[i] && na < ARRAY_LEN(args) - 1; i++)
-		args[na++] = argv[i];
 	args[na] = NULL;
 
 	printf("running:");
@@ -194,8 +185,9 @@ run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
 	}
-	for (size_t i = 0; i < no; i++)
-		free(owned[i]);
+	sdrun_free(sd);
+	free(unit);
+	free(desc);
 	if (WIFSIGNALED(st))
 		return 128 + WTERMSIG(st);
 	return WEXITSTATUS(st);

@@ -513,7 +513,9 @@ pct start 110"
 	start_watch --systemd-run
 	seen '^101 grace action exited 0$'
 	run grep '^systemd-run' "$T/calls"
-	assert_line -n 0 --regexp '^systemd-run --quiet --wait --collect --pipe --service-type=exec --description=pvekit tcpcheck action for guest 101 --property=RuntimeMaxSec=[0-9]+ --setenv=PVEKIT_VMID=101 .* -- qm shutdown 101 --timeout 1$'
+	assert_line -n 0 --regexp '^systemd-run --quiet --wait --pipe --collect --no-ask-password --service-type=exec --unit=pvekit-action-101-[0-9]+-[0-9]+[.]service --description=pvekit tcpcheck action for guest 101 --property=RuntimeMaxSec=[0-9]+ms( --setenv=PVEKIT_[A-Z_]+=[^ ]*)* -- qm shutdown 101 --timeout 1$'
+	assert_line -n 0 --partial ' --setenv=PVEKIT_VMID=101 '
+	assert_line -n 0 --partial ' --setenv=PVEKIT_REASON=failed '
 	assert_line -n 1 --regexp ' -- qm start 101$'
 	run grep '^qm' "$T/calls"
 	assert_output "qm shutdown 101 --timeout 1
