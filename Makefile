@@ -61,7 +61,8 @@ $(foreach t,$(TOOLS_DIR),$(eval $(BUILD)/$(t): $(patsubst %.c,$(BUILD)/%.o,$(wil
 $(PROGS):
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_A) $(LDLIBS)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# build/system holds the system tests' Debian root: its *.d are no make files.
+-include $(shell find $(BUILD) -path $(BUILD)/system -prune -o -name '*.d' -type f -print 2>/dev/null)
 
 deps:
 	@.ci/deps
