@@ -272,6 +272,25 @@ fip_set_unknown(struct fip *ip)
 	ip->fail = OUT_UNKNOWN;
 }
 
+void
+fip_set_block(struct fip *ip, const char *key, unsigned len, const char *what)
+{
+	unsigned given = ip->prefix >= 0 ? (unsigned)ip->prefix : ip->family == AF_INET ? 32 : 128;
+
+	if (ip->block && strcmp(ip->block, key) == 0)
+		return;
+	free(ip->block);
+	ip->block = xstrdup(key);
+	ip->block_len = len;
+	if (len >= given)
+		return;
+	if (strchr(key, '/'))
+		log_info("%s: part of failover %s %s: the whole %s moves", ip->text, what, key, what);
+	else
+		log_info("%s: part of failover %s %s/%u: the whole %s moves", ip->text, what, key,
+		         len, what);
+}
+
 const char *
 dest_shown(const struct provider *p, const char *dest)
 {

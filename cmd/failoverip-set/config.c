@@ -35,6 +35,7 @@ static const struct key {
 } keys[] = {
 	{ "provider", K_PROVIDER, 0, 0, 0 },
 	{ "destination", K_STRING, offsetof(struct config, destination), 0, 0 },
+	{ "destination6", K_STRING, offsetof(struct config, destination6), 0, 0 },
 	{ "api_url", K_URL, offsetof(struct config, api_url), 0, 0 },
 	{ "token", K_SECRET, offsetof(struct config, token), 0, 0 },
 	{ "user", K_SECRET, offsetof(struct config, user), 0, 0 },
@@ -167,7 +168,7 @@ void
 config_load(struct config *cfg, const char *path)
 {
 	unsigned seen = 0;
-	int fd, lineno = 0, dest_line = 0;
+	int fd, lineno = 0, dest_line = 0, dest6_line = 0;
 	struct buf b = { 0 };
 	char err[256], *line, *next;
 
@@ -223,8 +224,10 @@ config_load(struct config *cfg, const char *path)
 		if (has_control(value))
 			die(EXIT_CONFIG, "%s:%d: %s: control characters in the value", path, lineno,
 			    k->name);
-		if (k->kind == K_STRING)
+		if (k->off == offsetof(struct config, destination))
 			dest_line = lineno;
+		else if (k->off == offsetof(struct config, destination6))
+			dest6_line = lineno;
 		set_key(cfg, k, value, lineno);
 	}
 	explicit_bzero(b.data, b.len);
@@ -232,11 +235,16 @@ config_load(struct config *cfg, const char *path)
 
 	if (!cfg->provider)
 		die(EXIT_CONFIG, "%s: provider is not set (online, hetzner or ovh)", path);
-	if (cfg->provider->check(cfg, err, sizeof err) < 0)
-		die(EXIT_CONFIG, "%s: %s", path, err);
+	if (cfg->destination6 && !cfg->provider->dest6)
+		die(EXIT_CONFIG,
+		    "%s:%d: destination6: provider %s routes IPv6 to destination (only hetzner has "
+		    "a destination6)",
+		    path, dest6_line, cfg->provider->name);
 	if (cfg->destination && !cfg->provider->valid_dest(cfg->destination))
 		die(EXIT_CONFIG, "%s:%d: destination: not a valid %s destination: '%s'", path,
 		    dest_line, cfg->provider->name, cfg->destination);
+	if (cfg->provider->check(cfg, err, sizeof err) < 0)
+		die(EXIT_CONFIG, "%s: %s", path, err);
 	if (!cfg->api_url) {
 		cfg->api_url = xstrdup(cfg->provider->default_url);
 		check_url(cfg, cfg->api_url);
@@ -259,6 +267,7 @@ void
 config_free(struct config *cfg)
 {
 	wipe(&cfg->destination);
+	wipe(&cfg->destination6);
 	wipe(&cfg->api_url);
 	wipe(&cfg->token);
 	wipe(&cfg->user);

@@ -15,7 +15,8 @@ struct config {
 	const char *path;
 	const struct provider *provider;
 	char *destination;
-	char *api_url; /* without a trailing '/' */
+	char *destination6; /* hetzner: where IPv6 nets go (a server's IPv6 subnet) */
+	char *api_url;      /* without a trailing '/' */
 	char *token;
 	char *user, *password;
 	char *app_key, *app_secret, *consumer_key;
@@ -37,6 +38,7 @@ enum outcome {
 	OUT_UNAVAIL,   /* TLS verification failed, unusable URL (69) */
 	OUT_TIMEOUT,   /* the deadline passed (2) */
 	OUT_TRANSIENT, /* 5xx, 429, network, locked: retried, then 75 */
+	OUT_CONFIG,    /* the configuration cannot serve this IP (78) */
 };
 
 enum fip_state {
@@ -55,6 +57,12 @@ struct fip {
 	int prefix;     /* -1 when none was given */
 	char *current;  /* destination it is routed to now, NULL when unrouted */
 	char *previous; /* destination before this run moved it */
+	const char *dest; /* where this run routes it (the config's), set by the driver */
+	/* What the provider moves for it, once looked up: the failover IP, net
+	 * (Hetzner: its net address) or block (OVH: "ADDR/LEN") that holds
+	 * the address; block_len is its prefix length. */
+	char *block;
+	unsigned block_len;
 	enum fip_state state;
 	enum outcome fail;
 	int move_sent;     /* a move request went out for it in this run */
@@ -65,6 +73,7 @@ struct fip {
  * fails, the driver in main.c logs and retries. */
 struct ctx {
 	const struct config *cfg;
+	json_t *listing; /* hetzner: the last GET /failover, for the next IPs of a run */
 	struct http *http;
 	struct http_response resp;
 	int64_t deadline_ms; /* mono_ms() */
@@ -79,6 +88,8 @@ struct provider {
 	const char *default_url;
 	/* 1: one request may move several IPs to one destination (Online). */
 	int batch;
+	/* 1: IPv6 goes to destination6, IPv4 to destination (Hetzner). */
+	int dest6;
 	/* The config keys this provider needs; 0 or -1 with a reason. */
 	int (*check)(const struct config *cfg, char *err, size_t errlen);
 	int (*valid_dest)(const char *dest);
@@ -145,6 +156,10 @@ enum outcome api_move_each(struct ctx *c, struct fip **ips, size_t n, const char
 void fip_set_current(struct fip *ip, const char *dest);
 /* ip is not a failover IP of the account. */
 void fip_set_unknown(struct fip *ip);
+/* Records the IP, net or block the provider moves for ip (key as the
+ * provider names it, len its prefix length), and says once when that is
+ * more than the address or prefix given. */
+void fip_set_block(struct fip *ip, const char *key, unsigned len, const char *what);
 
 /* A destination as the API gave it, for the output: "-" for none, "?" for
  * one that is not valid for the provider (it could garble the line). */

@@ -123,6 +123,7 @@ parse_ip(const char *arg)
 static void
 fip_free(struct fip *ip)
 {
+	free(ip->block);
 	free(ip->text);
 	free(ip->addr);
 	free(ip->current);
@@ -155,9 +156,44 @@ parse_ips(char **args, int n, const struct provider *p, size_t *count)
 	return ips;
 }
 
+/* Where ip goes: destination, or destination6 for an IPv6 net at a
+ * provider that routes those to their own destination (Hetzner); NULL,
+ * after saying why, when the configuration has none. */
+static const char *
+fip_dest(const struct config *cfg, const struct fip *ip)
+{
+	if (cfg->provider->dest6 && ip->family == AF_INET6) {
+		if (!cfg->destination6)
+			log_err("%s: %s routes an IPv6 net to the destination server's IPv6 subnet, "
+			        "not to its main IPv4 address: set destination6 in %s (or give the "
+			        "subnet with --to)",
+			        ip->text, cfg->provider->name, cfg->path);
+		return cfg->destination6;
+	}
+	if (!cfg->destination)
+		log_err("%s: no destination for it: set destination in %s (or give --to)", ip->text,
+		        cfg->path);
+	return cfg->destination;
+}
+
+/* Moves the IPs of todo, each to its own dest, a run of equal ones in one
+ * call. */
+static enum outcome
+move_all(struct ctx *c, struct fip **todo, size_t m)
+{
+	enum outcome o = OUT_OK;
+
+	for (size_t i = 0, k; o == OUT_OK && i < m; i = k) {
+		for (k = i + 1; k < m && strcmp(todo[k]->dest, todo[i]->dest) == 0; k++)
+			;
+		o = c->cfg->provider->move(c, todo + i, k - i, todo[i]->dest);
+	}
+	return o;
+}
+
 /* One try: read the routes, then move what is elsewhere. */
 static enum outcome
-attempt(struct ctx *c, struct fip **ips, size_t n, const char *dest, int dry_run)
+attempt(struct ctx *c, struct fip **ips, size_t n, int dry_run)
 {
 	const struct provider *p = c->cfg->provider;
 	struct fip **todo = xcalloc(n, sizeof *todo);
@@ -167,9 +203,16 @@ attempt(struct ctx *c, struct fip **ips, size_t n, const char *dest, int dry_run
 	o = p->lookup(c, ips, n);
 	for (size_t i = 0; o == OUT_OK && i < n; i++) {
 		struct fip *ip = ips[i];
+		const char *dest;
 
 		if (ip->state != ST_PENDING)
 			continue;
+		dest = ip->dest = fip_dest(c->cfg, ip);
+		if (!dest) {
+			ip->state = ST_FAILED;
+			ip->fail = OUT_CONFIG;
+			continue;
+		}
 		if (p->same_dest(ip->current, dest)) {
 			/* After a move that seemed to fail, the route may be here
 			 * already: then this run did move it. */
@@ -188,7 +231,7 @@ attempt(struct ctx *c, struct fip **ips, size_t n, const char *dest, int dry_run
 			for (size_t i = 0; i < m; i++)
 				todo[i]->state = ST_WOULD;
 		} else {
-			o = p->move(c, todo, m, dest);
+			o = move_all(c, todo, m);
 		}
 	}
 	free(todo);
@@ -230,10 +273,11 @@ settle(struct ctx *c, struct fip **ips, size_t n, enum outcome o, int skip_unkno
 }
 
 static void
-report(const struct provider *p, const struct fip *const *ips, size_t n, const char *dest)
+report(const struct provider *p, const struct fip *const *ips, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct fip *ip = ips[i];
+		const char *dest = ip->dest;
 
 		switch (ip->state) {
 		case ST_ROUTED:
@@ -295,7 +339,6 @@ with_retries(struct ctx *c, const char *label, try_fn fn, void *arg)
 struct route_job {
 	struct fip **ips;
 	size_t n;
-	const char *dest;
 	int dry_run;
 };
 
@@ -304,7 +347,7 @@ try_route(struct ctx *c, void *arg)
 {
 	struct route_job *j = arg;
 
-	return attempt(c, j->ips, j->n, j->dest, j->dry_run);
+	return attempt(c, j->ips, j->n, j->dry_run);
 }
 
 struct lookup_job {
@@ -347,18 +390,21 @@ outcome_exit(enum outcome o)
 		return EXIT_TIMEOUT;
 	case OUT_TRANSIENT:
 		return EXIT_TEMPFAIL;
+	case OUT_CONFIG:
+		return EXIT_CONFIG;
 	}
 	return EXIT_SOFTWARE;
 }
 
 /* When IPs fail in different ways the most serious one sets the exit
- * status: refused, bad reply, unavailable, timeout, temporary. */
+ * status: bad config, refused, bad reply, unavailable, timeout, temporary. */
 static int
 severity(enum outcome o)
 {
 	static const int rank[] = {
 		[OUT_OK] = 0,       [OUT_TRANSIENT] = 1, [OUT_TIMEOUT] = 2, [OUT_UNAVAIL] = 3,
 		[OUT_BADREPLY] = 4, [OUT_REFUSED] = 5,   [OUT_AUTH] = 5,    [OUT_UNKNOWN] = 5,
+		[OUT_CONFIG] = 6,
 	};
 
 	return rank[o];
@@ -393,19 +439,19 @@ stop_after_auth(struct fip **ips, size_t n)
 }
 
 static int
-route(struct ctx *c, struct fip **ips, size_t n, const char *dest, const struct opts *o)
+route(struct ctx *c, struct fip **ips, size_t n, const struct opts *o)
 {
 	const struct provider *p = c->cfg->provider;
 	size_t per = p->batch ? n : 1;
 
 	for (size_t i = 0; i < n; i += per) {
-		struct route_job job = { ips + i, n - i < per ? n - i : per, dest, o->dry_run };
+		struct route_job job = { ips + i, n - i < per ? n - i : per, o->dry_run };
 		char *label = batch_label(job.ips, job.n);
 		enum outcome r = with_retries(c, label, try_route, &job);
 
 		free(label);
 		settle(c, job.ips, job.n, r, o->skip_unknown);
-		report(p, (const struct fip *const *)job.ips, job.n, dest);
+		report(p, (const struct fip *const *)job.ips, job.n);
 		if (r == OUT_AUTH) {
 			stop_after_auth(ips + i + job.n, n - i - job.n);
 			break;
@@ -474,6 +520,21 @@ warn_plain_http(const struct config *cfg)
 	         cfg->path);
 }
 
+/* --to replaces destination, or, at a provider that routes IPv6 nets to
+ * their own destination, destination6 when it is an IPv6 address. */
+static void
+apply_to(struct config *cfg, const char *to)
+{
+	char **slot = &cfg->destination;
+
+	if (!cfg->provider->valid_dest(to))
+		usage_error("--to: not a valid %s destination: '%s'", cfg->provider->name, to);
+	if (cfg->provider->dest6 && strchr(to, ':'))
+		slot = &cfg->destination6;
+	free(*slot);
+	*slot = xstrdup(to);
+}
+
 static void
 register_secrets(const struct config *cfg)
 {
@@ -492,7 +553,6 @@ main(int argc, char **argv)
 	struct config cfg;
 	struct ctx c = { 0 };
 	struct fip **ips;
-	const char *dest;
 	size_t n;
 	int rc;
 
@@ -504,10 +564,9 @@ main(int argc, char **argv)
 		cfg.timeout = o.timeout;
 	if (cfg.connect_timeout > cfg.timeout)
 		cfg.connect_timeout = cfg.timeout;
-	dest = o.to ? o.to : cfg.destination;
-	if (o.to && !cfg.provider->valid_dest(o.to))
-		usage_error("--to: not a valid %s destination: '%s'", cfg.provider->name, o.to);
-	if (!o.list && !dest)
+	if (o.to)
+		apply_to(&cfg, o.to);
+	if (!o.list && !cfg.destination && !cfg.destination6)
 		die(EXIT_CONFIG, "%s: no destination: set destination= or give --to", cfg.path);
 	ips = parse_ips(argv + optind, argc - optind, cfg.provider, &n);
 	warn_plain_http(&cfg);
@@ -519,8 +578,9 @@ main(int argc, char **argv)
 	c.cfg = &cfg;
 	c.http = http_new();
 
-	rc = o.list ? list(&c, ips, n, &o) : route(&c, ips, n, dest, &o);
+	rc = o.list ? list(&c, ips, n, &o) : route(&c, ips, n, &o);
 
+	json_decref(c.listing);
 	http_response_free(&c.resp);
 	http_free(c.http);
 	http_global_cleanup();

@@ -74,17 +74,15 @@ bridge_ns() {
 	run -0 up
 	assert_output 'failoverip-up: 100: 203.0.113.60 routed (was 198.51.100.5), 203.0.113.61 unchanged'
 	run -0 requests
-	assert_output 'GET /failover/203.0.113.60 200
-POST /failover/203.0.113.60 200
-GET /failover/203.0.113.61 200'
+	assert_output 'GET /failover 200
+POST /failover/203.0.113.60 200'
 	[ "$(jq -r '.routes["203.0.113.60"]' "$STATE")" = 198.51.100.10 ]
 
 	: >"$LOG"
 	run -0 up
 	assert_output 'failoverip-up: 100: 203.0.113.60 unchanged, 203.0.113.61 unchanged'
 	run -0 requests
-	assert_output 'GET /failover/203.0.113.60 200
-GET /failover/203.0.113.61 200'
+	assert_output 'GET /failover 200'
 }
 
 @test "failoverip-up works with only the config path, as pve-migration-monitor called it" {
@@ -102,7 +100,9 @@ GET /failover/203.0.113.61 200'
 }
 
 @test "failoverip-up falls back to failoverip= in the guest's notes" {
-	fake --ip 203.0.113.60=198.51.100.5 --ip 2001:db8::5=-
+	# an IPv6 failover is a /64 net, routed to the server's IPv6 subnet
+	EXTRA='destination6 = 2a01:4f8:222:5176::' fake --ip 203.0.113.60=198.51.100.5 \
+		--ip 2001:db8::/64=-
 	cat >"$T/100.conf" <<'EOF'
 #failoverip=203.0.113.60,2001%3Adb8%3A%3A5
 #web server
@@ -116,7 +116,8 @@ EOF
 	pmxcfs-sim destroy "$PVE" 100 >/dev/null
 	pmxcfs-sim create "$PVE" pve1 qemu 100 "$T/100.conf" >/dev/null
 	run -0 up
-	assert_output 'failoverip-up: 100: 203.0.113.60 routed (was 198.51.100.5), 2001:db8::5 routed (was -)'
+	assert_output 'failoverip-set: 2001:db8::5: part of failover net 2001:db8::/64: the whole net moves
+failoverip-up: 100: 203.0.113.60 routed (was 198.51.100.5), 2001:db8::5 routed (was -)'
 	run -0 jq -s -r '[.[].path] | join(" ")' "$LOG"
 	refute_output --partial 203.0.113.99
 }
@@ -163,8 +164,8 @@ EOF
 
 @test "route_dev on: failoverip-up adds host routes, failoverip-down removes only them" {
 	bridge_ns
-	EXTRA='route_dev = vmbr1' fake --ip 203.0.113.60=198.51.100.5 \
-		--ip 2001:db8:0:1::=198.51.100.10
+	EXTRA=$'route_dev = vmbr1\ndestination6 = 2a01:4f8:222:5176::' \
+		fake --ip 203.0.113.60=198.51.100.5 --ip 2001:db8:0:1::/64=2a01:4f8:222:5176::
 	printf '203.0.113.60\n2001:db8:0:1::/64\n' >"$PVEKIT_CONFIG_DIR/failoverip/100"
 	# someone else's route for the same address on another device
 	ip -n "$NS" route add 203.0.113.60/32 dev vmbr9 metric 50

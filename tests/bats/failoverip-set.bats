@@ -212,7 +212,7 @@ refute_secrets() {
 	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60
 	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
 	run -0 requests
-	assert_output "GET /failover/203.0.113.60 200
+	assert_output "GET /failover 200
 POST /failover/203.0.113.60 200"
 	basic="Basic $(printf '%s:%s' "$HUSER" "$PASSWORD" | base64 -w0)"
 	[ "$(jq -s -r '[.[].headers.authorization] | unique | .[]' "$LOG")" = "$basic" ]
@@ -228,7 +228,7 @@ POST /failover/203.0.113.60 200"
 	run -0 failoverip-set -c "$CONF" 203.0.113.60
 	assert_output '203.0.113.60 198.51.100.10 unchanged 198.51.100.10'
 	run -0 requests
-	assert_output 'GET /failover/203.0.113.60 200'
+	assert_output 'GET /failover 200'
 }
 
 @test "hetzner: 409 FAILOVER_ALREADY_ROUTED counts as success" {
@@ -237,7 +237,7 @@ POST /failover/203.0.113.60 200"
 	run -0 failoverip-set -c "$CONF" 203.0.113.60
 	assert_output '203.0.113.60 198.51.100.10 unchanged 198.51.100.10'
 	run -0 requests
-	assert_output "GET /failover/203.0.113.60 200
+	assert_output "GET /failover 200
 POST /failover/203.0.113.60 409"
 }
 
@@ -250,11 +250,10 @@ POST /failover/203.0.113.60 409"
 203.0.113.61 198.51.100.7 routed 198.51.100.5
 203.0.113.62 198.51.100.7 unchanged 198.51.100.7'
 	run -0 requests
-	assert_output "GET /failover/203.0.113.60 200
+	# one GET /failover serves the run
+	assert_output "GET /failover 200
 POST /failover/203.0.113.60 200
-GET /failover/203.0.113.61 200
-POST /failover/203.0.113.61 200
-GET /failover/203.0.113.62 200"
+POST /failover/203.0.113.61 200"
 }
 
 @test "hetzner: a slow switch within the timeout succeeds" {
@@ -282,11 +281,11 @@ GET /failover/203.0.113.62 200"
 	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60
 	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
 	[ "${#stderr_lines[@]}" -eq 2 ]
-	[[ ${stderr_lines[0]} == *"GET /failover/203.0.113.60: 503 Service Unavailable; retry 1 in"* ]]
+	[[ ${stderr_lines[0]} == *"GET /failover: 503 Service Unavailable; retry 1 in"* ]]
 	run -0 requests
-	assert_output "GET /failover/203.0.113.60 503
-GET /failover/203.0.113.60 503
-GET /failover/203.0.113.60 200
+	assert_output "GET /failover 503
+GET /failover 503
+GET /failover 200
 POST /failover/203.0.113.60 200"
 }
 
@@ -296,9 +295,9 @@ POST /failover/203.0.113.60 200"
 	run -0 failoverip-set -c "$CONF" 203.0.113.60
 	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
 	run -0 requests
-	assert_output "GET /failover/203.0.113.60 200
+	assert_output "GET /failover 200
 POST /failover/203.0.113.60 500
-GET /failover/203.0.113.60 200
+GET /failover 200
 POST /failover/203.0.113.60 200"
 }
 
@@ -327,7 +326,7 @@ POST /failover/203.0.113.60 200"
 	conf hetzner destination=198.51.100.10
 	sed -i "s/^password=.*/password=wrong-$PASSWORD/" "$CONF"
 	run -1 failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61 203.0.113.62
-	assert_line "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: 401 UNAUTHORIZED: Unauthorized"
+	assert_line "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover: 401 UNAUTHORIZED: Unauthorized"
 	assert_line 'failoverip-set: credentials refused: not trying the other 2 IPs'
 	refute_secrets
 	[ "$(nreq)" -eq 1 ]
@@ -338,31 +337,135 @@ POST /failover/203.0.113.60 200"
 	run -0 failoverip-set -c "$CONF" 203.0.113.60
 }
 
-@test "hetzner: 403 RATE_LIMIT_EXCEEDED waits for the interval, then switches" {
+@test "hetzner: 403 RATE_LIMIT_EXCEEDED names Robot's limit and window, and is retried" {
 	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 203.0.113.61=198.51.100.5 \
 		--rate-limit 1 --rate-interval 1
 	conf hetzner destination=198.51.100.10 retry_delay=0.01
 	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61
 	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5
 203.0.113.61 198.51.100.10 routed 198.51.100.5'
-	[[ ${stderr_lines[0]} == *'403 RATE_LIMIT_EXCEEDED (wait 1 s); retry 1 in 1.0 s' ]]
+	[ "${stderr_lines[0]}" = "failoverip-set: 203.0.113.61: 127.0.0.1:$PORT: POST /failover/203.0.113.61: 403 RATE_LIMIT_EXCEEDED: over Robot's limit of 1 request in 1 s; retry 1 in 1.0 s" ]
 	run -0 requests
-	assert_output "GET /failover/203.0.113.60 200
+	assert_output "GET /failover 200
 POST /failover/203.0.113.60 200
-GET /failover/203.0.113.61 200
 POST /failover/203.0.113.61 403
-GET /failover/203.0.113.61 200
+GET /failover 200
 POST /failover/203.0.113.61 200"
 }
 
-@test "hetzner: a rate-limit interval beyond the timeout exits 75 without waiting" {
+@test "hetzner: a rate-limit window longer than the timeout is no wait: retried every 5 s, then 75" {
+	# interval is the length of Robot's window, which may free up at any
+	# moment: not a time to wait before the next try
 	fake hetzner --ip 203.0.113.60=198.51.100.5 --rate-limit 1 --rate-interval 3600 \
 		--ip 203.0.113.61=198.51.100.5
-	conf hetzner destination=198.51.100.10 timeout=10
-	run -75 failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61
-	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
-	assert_line --partial '403 RATE_LIMIT_EXCEEDED (wait 3600 s); giving up'
-	[ "$(nreq)" -eq 4 ]
+	conf hetzner destination=198.51.100.10 timeout=8 retry_delay=0.01
+	run -75 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	[ "${stderr_lines[0]}" = "failoverip-set: 203.0.113.61: 127.0.0.1:$PORT: POST /failover/203.0.113.61: 403 RATE_LIMIT_EXCEEDED: over Robot's limit of 1 request in 3600 s; retry 1 in 5.0 s" ]
+	[ "${stderr_lines[1]}" = "failoverip-set: 203.0.113.61: 127.0.0.1:$PORT: POST /failover/203.0.113.61: 403 RATE_LIMIT_EXCEEDED: over Robot's limit of 1 request in 3600 s; giving up: the next try would end after the timeout (8 s)" ]
+	run -0 jq -s -r '[.[] | select(.method == "POST" and .status == 403)] | length' "$LOG"
+	assert_output 2
+}
+
+@test "hetzner: one GET /failover serves every IP of a run, within Robot's 100 GETs an hour" {
+	# the fake allows 2 GETs here: one a run is all it takes
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 203.0.113.61=198.51.100.5 \
+		--ip 203.0.113.62=198.51.100.10 --get-limit 2
+	conf hetzner destination=198.51.100.10 retries=0
+	run -0 failoverip-set -c "$CONF" 203.0.113.60 203.0.113.61 203.0.113.62
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5
+203.0.113.61 198.51.100.10 routed 198.51.100.5
+203.0.113.62 198.51.100.10 unchanged 198.51.100.10'
+	run -0 failoverip-set -c "$CONF" --list
+	# the third GET of the hour is refused, as Robot does past its limit
+	run -75 failoverip-set -c "$CONF" --list
+	assert_output "failoverip-set: hetzner: 127.0.0.1:$PORT: GET /failover: 403 RATE_LIMIT_EXCEEDED: over Robot's limit of 2 requests in 3600 s; giving up after 0 retries"
+	run -0 requests
+	assert_output "GET /failover 200
+POST /failover/203.0.113.60 200
+POST /failover/203.0.113.61 200
+GET /failover 200
+GET /failover 403"
+}
+
+@test "hetzner: an address inside a failover net moves the net, and says so" {
+	# Robot names a failover net by its net address and switches it whole
+	fake hetzner --ip 203.0.113.64/29=198.51.100.5 --ip 203.0.113.60=198.51.100.5
+	conf hetzner destination=198.51.100.10
+	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.66 203.0.113.69
+	assert_output '203.0.113.66 198.51.100.10 routed 198.51.100.5
+203.0.113.69 198.51.100.10 unchanged 198.51.100.10'
+	[ "${stderr_lines[0]}" = "failoverip-set: 203.0.113.66: part of failover net 203.0.113.64/29: the whole net moves" ]
+	[ "${stderr_lines[1]}" = "failoverip-set: 203.0.113.69: part of failover net 203.0.113.64/29: the whole net moves" ]
+	run -0 requests
+	assert_output 'GET /failover 200
+POST /failover/203.0.113.64 200'
+	[ "$(jq -s -r '.[1].body' "$LOG")" = 'active_server_ip=198.51.100.10' ]
+	[ "$(route_of 203.0.113.64)" = 198.51.100.10 ]
+	# the net given as a net, and the list shows nets as nets
+	run -0 failoverip-set -c "$CONF" -n --to 198.51.100.5 203.0.113.64/29
+	assert_output '203.0.113.64/29 198.51.100.5 would-route 198.51.100.10'
+	run -0 failoverip-set -c "$CONF" --list
+	assert_output '203.0.113.64/29 198.51.100.10
+203.0.113.60 198.51.100.5'
+	# an address outside every failover IP and net is not one
+	run -1 failoverip-set -c "$CONF" 203.0.113.72
+	assert_output "failoverip-set: 203.0.113.72: 127.0.0.1:$PORT: not a failover IP of this hetzner account"
+}
+
+@test "hetzner: an IPv6 address moves its failover /64 to destination6, IPv4 to destination" {
+	# Robot routes an IPv6 net to the destination server's IPv6 subnet
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 2a01:4f8:fff1::/64=2a01:4f8:111:4221:: \
+		--server 198.51.100.5 --server 198.51.100.10 \
+		--server 2a01:4f8:111:4221:: --server 2a01:4f8:222:5176::
+	conf hetzner destination=198.51.100.10 destination6=2a01:4f8:222:5176::
+	run -0 --separate-stderr failoverip-set -c "$CONF" 203.0.113.60 2a01:4f8:fff1::10
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5
+2a01:4f8:fff1::10 2a01:4f8:222:5176:: routed 2a01:4f8:111:4221::'
+	assert_equal "$stderr" "failoverip-set: 2a01:4f8:fff1::10: part of failover net 2a01:4f8:fff1::/64: the whole net moves"
+	run -0 requests
+	assert_output 'GET /failover 200
+POST /failover/203.0.113.60 200
+POST /failover/2a01:4f8:fff1:: 200'
+	[ "$(jq -s -r '.[2].body' "$LOG")" = 'active_server_ip=2a01%3A4f8%3A222%3A5176%3A%3A' ]
+	[ "$(route_of 2a01:4f8:fff1::)" = 2a01:4f8:222:5176:: ]
+	# --to with an IPv6 subnet is the IPv6 destination
+	run -0 failoverip-set -c "$CONF" --to 2a01:4f8:111:4221:: 2a01:4f8:fff1::/64
+	assert_output '2a01:4f8:fff1::/64 2a01:4f8:111:4221:: routed 2a01:4f8:222:5176::'
+}
+
+@test "hetzner: an IPv6 move without destination6 is refused (78), the IPv4 ones still move" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5 --ip 2a01:4f8:fff1::/64=2a01:4f8:111:4221::
+	conf hetzner destination=198.51.100.10
+	run -78 --separate-stderr failoverip-set -c "$CONF" 2a01:4f8:fff1::10 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 routed 198.51.100.5'
+	[ "${stderr_lines[1]}" = "failoverip-set: 2a01:4f8:fff1::10: hetzner routes an IPv6 net to the destination server's IPv6 subnet, not to its main IPv4 address: set destination6 in $CONF (or give the subnet with --to)" ]
+	run -0 jq -s -r '[.[] | select(.method == "POST") | .path] | join(" ")' "$LOG"
+	assert_output '/failover/203.0.113.60'
+	[ "$(route_of 2a01:4f8:fff1::)" = 2a01:4f8:111:4221:: ]
+	# destination takes IPv4 only, destination6 IPv6 only
+	conf hetzner destination=2a01:4f8:222:5176::
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial "$CONF: destination: want this server's main IPv4 address, not '2a01:4f8:222:5176::'"
+	conf hetzner destination=198.51.100.10 destination6=198.51.100.11
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output --partial "$CONF: destination6: want this server's IPv6 subnet"
+	URL=http://127.0.0.1:9/api/v1 conf online destination=62.210.16.10 destination6=2a01:4f8::
+	run -78 failoverip-set -c "$CONF" 212.129.0.170
+	assert_output "failoverip-set: $CONF:5: destination6: provider online routes IPv6 to destination (only hetzner has a destination6)"
+}
+
+@test "hetzner: --list of an account without failover IPs (404 NOT_FOUND) prints nothing, exit 0" {
+	fake hetzner
+	conf hetzner
+	run -0 --separate-stderr failoverip-set -c "$CONF" --list
+	assert_output ''
+	assert_equal "$stderr" ''
+	run -0 requests
+	assert_output 'GET /failover 404'
+	conf hetzner destination=198.51.100.10
+	run -1 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: not a failover IP of this hetzner account"
 }
 
 @test "hetzner: FAILOVER_LOCKED is retried until the running switch is over" {
@@ -381,7 +484,7 @@ POST /failover/203.0.113.61 200"
 	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault 503:99
 	conf hetzner destination=198.51.100.10 retries=2 retry_delay=0.05
 	run -75 failoverip-set -c "$CONF" 203.0.113.60
-	assert_line "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: 503 Service Unavailable; giving up after 2 retries"
+	assert_line "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover: 503 Service Unavailable; giving up after 2 retries"
 	refute_secrets
 	[ "$(nreq)" -eq 3 ]
 }
@@ -393,7 +496,7 @@ POST /failover/203.0.113.61 200"
 	conf hetzner destination=198.51.100.10 retry_delay=0.05
 	run -0 failoverip-set -c "$CONF" 203.0.113.60
 	assert_line '203.0.113.60 198.51.100.10 routed 198.51.100.5'
-	assert_line --regexp '^failoverip-set: 203.0.113.60: 127.0.0.1:[0-9]+: GET /failover/203.0.113.60: .*; retry 1 in [0-9.]+ s$'
+	assert_line --regexp '^failoverip-set: 203.0.113.60: 127.0.0.1:[0-9]+: GET /failover: .*; retry 1 in [0-9.]+ s$'
 	run -0 jq -s -r '[.[].method] | join(" ")' "$LOG"
 	assert_output 'GET GET POST'
 }
@@ -402,7 +505,7 @@ POST /failover/203.0.113.61 200"
 	port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	URL=http://127.0.0.1:$port conf hetzner destination=198.51.100.10 retries=1 retry_delay=0.05
 	run -75 failoverip-set -c "$CONF" 203.0.113.60
-	assert_line --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$port: GET /failover/203.0.113.60: .*; giving up after 1 retries$"
+	assert_line --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$port: GET /failover: .*; giving up after 1 retries$"
 	refute_secrets
 }
 
@@ -410,7 +513,7 @@ POST /failover/203.0.113.61 200"
 	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault badjson:1:GET
 	conf hetzner destination=198.51.100.10
 	run -65 failoverip-set -c "$CONF" 203.0.113.60
-	assert_output --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: invalid JSON reply \(200, [0-9]+ bytes\): .*$"
+	assert_output --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover: invalid JSON reply \(200, [0-9]+ bytes\): .*$"
 	[ "${#lines[@]}" -eq 1 ]
 	[ "$(nreq)" -eq 1 ]
 }
@@ -419,7 +522,7 @@ POST /failover/203.0.113.61 200"
 	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault hang:1:GET --hang 30
 	conf hetzner destination=198.51.100.10 timeout=1
 	run -2 failoverip-set -c "$CONF" 203.0.113.60
-	assert_output --partial 'GET /failover/203.0.113.60: no answer within the timeout (1 s)'
+	assert_output --partial 'GET /failover: no answer within the timeout (1 s)'
 	[ "$(route_of 203.0.113.60)" = 198.51.100.5 ]
 }
 
@@ -494,7 +597,7 @@ cert() {
 	URL=https://127.0.0.1:$PORT
 	conf hetzner destination=198.51.100.10
 	run -69 failoverip-set -c "$CONF" 203.0.113.60
-	assert_output --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: TLS: .*certificate"
+	assert_output --regexp "^failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover: TLS: .*certificate"
 	[ "$(nreq)" -eq 0 ]
 	refute_secrets
 
@@ -537,7 +640,7 @@ cert() {
 	fake hetzner --ip 203.0.113.60=198.51.100.5 --fault redirect:1:GET
 	conf hetzner destination=198.51.100.10
 	run -1 failoverip-set -c "$CONF" 203.0.113.60
-	assert_output "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover/203.0.113.60: 302 redirect (not followed)"
+	assert_output "failoverip-set: 203.0.113.60: 127.0.0.1:$PORT: GET /failover: 302 redirect (not followed)"
 	[ "$(nreq)" -eq 1 ]
 }
 
@@ -547,7 +650,7 @@ cert() {
 	conf hetzner destination=198.51.100.10 retries=0
 	# a failed handshake may be a passing network problem: retried, here not
 	run -75 failoverip-set -c "$CONF" 203.0.113.60
-	assert_output --regexp 'GET /failover/203.0.113.60: .*SSL.*; giving up after 0 retries$'
+	assert_output --regexp 'GET /failover: .*SSL.*; giving up after 0 retries$'
 	[ "$(jq -s '[.[] | select(.method == "GET")] | length' "$LOG")" -eq 0 ]
 	[ "$(route_of 203.0.113.60)" = 198.51.100.5 ]
 }
