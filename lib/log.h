@@ -13,6 +13,7 @@ enum {
 	EXIT_SOFTWARE = 70,
 	EXIT_OSERR = 71,
 	EXIT_TEMPFAIL = 75,
+	EXIT_NOPERM = 77, /* refused: not allowed */
 	EXIT_CONFIG = 78,
 };
 

@@ -41,33 +41,18 @@ path_search(const char *name)
 }
 
 int
-power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[],
-                double timeout_s)
+power_cmd_spawn_path(struct power_cmd *c, const char *path, const char *const argv[],
+                     double timeout_s)
 {
-	const char *tool = power_tool(t);
-	const char *argv[16];
-	size_t n = 0;
-	char *path;
 	int rc;
 
 	memset(c, 0, sizeof *c);
-	c->out = -1;
 	c->proc.fd = -1;
 	c->start_ms = mono_ms();
-	argv[n++] = tool;
-	for (size_t i = 0; args[i] && n < ARRAY_LEN(argv) - 1; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	if (!(path = path_search(tool))) {
-		c->rc = 127;
-		snprintf(c->last, sizeof c->last, "%s: not found on PATH", tool);
-		return -1;
-	}
-	c->out = memfd_create(tool, MFD_CLOEXEC);
+	c->out = memfd_create(argv[0], MFD_CLOEXEC);
 	if (c->out < 0) {
 		c->rc = 126;
 		snprintf(c->last, sizeof c->last, "memfd_create: %s", strerror(errno));
-		free(path);
 		return -1;
 	}
 	struct proc_spec s = {
@@ -87,6 +72,31 @@ power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[]
 		close(c->out);
 		c->out = -1;
 	}
+	return rc;
+}
+
+int
+power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[],
+                double timeout_s)
+{
+	const char *tool = power_tool(t);
+	const char *argv[16];
+	size_t n = 0;
+	char *path;
+	int rc;
+
+	argv[n++] = tool;
+	for (size_t i = 0; args[i] && n < ARRAY_LEN(argv) - 1; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	if (!(path = path_search(tool))) {
+		memset(c, 0, sizeof *c);
+		c->proc.fd = c->out = -1;
+		c->rc = 127;
+		snprintf(c->last, sizeof c->last, "%s: not found on PATH", tool);
+		return -1;
+	}
+	rc = power_cmd_spawn_path(c, path, argv, timeout_s);
 	free(path);
 	return rc;
 }

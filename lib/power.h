@@ -34,6 +34,10 @@ struct power_cmd {
  * 0, or -1 with the reason in c->last. */
 int power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[],
                     double timeout_s);
+/* The same for any program: path is executed (no PATH search), argv[0]
+ * included. */
+int power_cmd_spawn_path(struct power_cmd *c, const char *path, const char *const argv[],
+                         double timeout_s);
 /* Waits for the end (at once once proc.fd polled readable) and fills the
  * results. */
 void power_cmd_collect(struct power_cmd *c);
