@@ -119,7 +119,7 @@ void
 power_cmd_collect(struct power_cmd *c)
 {
 	struct proc_status st;
-	char text[8192], how[128];
+	char text[8192];
 	ssize_t n;
 
 	if (c->proc.fd < 0)
@@ -138,10 +138,12 @@ power_cmd_collect(struct power_cmd *c)
 	c->output[n > 0 ? n : 0] = '\0';
 	close(c->out);
 	c->out = -1;
-	if (!c->last[0] || st.timed_out || st.exec_errno)
+	if (!c->last[0] || st.timed_out || st.exec_errno) {
+		char how[128];
 		snprintf(c->last, sizeof c->last, "%s%s",
 		         st.timed_out ? "no result before the deadline, stopped: " : "",
 		         proc_describe(&st, how, sizeof how));
+	}
 }
 
 int

@@ -135,10 +135,9 @@ static void result(const char *step, const char *res, const char *fmt, ...)
 static void
 result(const char *step, const char *res, const char *fmt, ...)
 {
-	va_list ap;
-
 	printf("%s %s", step, res);
 	if (fmt && *fmt) {
+		va_list ap;
 		putchar(' ');
 		va_start(ap, fmt);
 		vprintf(fmt, ap);
@@ -502,7 +501,7 @@ run_wait_port(const struct opts *o, const struct step *s, struct tally *t)
 	struct sockaddr_storage sa = s->addr;
 	socklen_t len = s->addrlen;
 	const char *from = "plan";
-	char addr[INET6_ADDRSTRLEN], why[300];
+	char why[300];
 	struct ready r;
 
 	if (s->nguests && !g)
@@ -523,6 +522,7 @@ run_wait_port(const struct opts *o, const struct step *s, struct tally *t)
 		}
 	}
 	if (o->dry_run) {
+		char addr[INET6_ADDRSTRLEN];
 		result(s->text, "dry-run", "%g %s %s", secs,
 		       len ? addr_text(&sa, addr, sizeof addr) : "-", from);
 		return;

@@ -345,7 +345,7 @@ command_for(enum verb v, const char *state, char *vmid, const char **args)
 static _Noreturn void
 act(const struct opts *o, enum verb v, const struct local_guest *g)
 {
-	char vmid[16], state[64], why[300], clock[16] = "", text[128];
+	char vmid[16], state[64], why[300], text[128];
 	const char *args[8];
 	struct power_cmd c;
 	int resumed;
@@ -387,6 +387,7 @@ act(const struct opts *o, enum verb v, const struct local_guest *g)
 	}
 	audit.outcome = "ok";
 	if (resumed) {
+		char clock[16];
 		timesync(o, g, clock, sizeof clock);
 		snprintf(audit.detail, sizeof audit.detail, "clock %s", clock);
 		printf("%s %u ok clock %s\n", verb_names[v], g->vmid, clock);
