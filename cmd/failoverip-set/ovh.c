@@ -1,11 +1,15 @@
 /* OVHcloud API: every call is signed ("$1$" + SHA-1 over the application
  * secret, consumer key, method, full URL, body and timestamp) with the
  * timestamp taken from the server's clock (GET /auth/time, once a run).
- * GET /ip/{block} reads routedTo.serviceName; POST /ip/{block}/move
- * {"to": SERVICE} starts a task that is polled with GET
- * /ip/{block}/task/{id} until it is done. The destination is the service
- * name of the target server (e.g. ns3000002.ip-198-51-100.eu), not an IP.
- * A block is an address with its prefix, "/" encoded as %2F in the path. */
+ * IPs are keyed by the exact block (an address with its prefix, "/"
+ * encoded as %2F in the path): GET /ip?ip=ADDR&type=failover finds the
+ * block that holds an address, GET /ip/{block} reads routedTo.serviceName,
+ * POST /ip/{block}/move {"to": SERVICE} starts a task (409 while another
+ * move of the block is pending) that is polled with GET
+ * /ip/{block}/task/{id} until it is done. Before posting, a pending move
+ * (GET /ip/{block}/task?function=genericMoveFloatingIp&status=...) is
+ * followed instead. The destination is the service name of the target
+ * server (e.g. ns3000002.ip-198-51-100.eu), not an IP. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 #include <time.h>
 
 #include "failoverip.h"
+#include "ipfile.h"
 #include "log.h"
 #include "sign.h"
 #include "util.h"
@@ -133,24 +138,77 @@ signed_call(struct ctx *c, struct api_req *r, json_t **reply)
 	return *reply ? OUT_OK : OUT_BADREPLY;
 }
 
+/* "/ip/" and the block, "/" encoded as %2F. */
 static char *
 block_path(const struct fip *ip)
 {
-	int prefix = ip->prefix >= 0 ? ip->prefix : ip->family == AF_INET ? 32 : 128;
+	char *enc = http_escape(ip->block);
+	char *path = xasprintf("/ip/%s", enc);
 
-	return xasprintf("/ip/%s%%2F%d", ip->addr, prefix);
+	free(enc);
+	return path;
+}
+
+/* The failover block that holds ip: GET /ip?ip=IP&type=failover lists the
+ * blocks that contain or equal it, and GET /ip/{block} knows only the exact
+ * block (an address of a /29 is not /ip/ADDR%2F32). The narrowest of them;
+ * OUT_UNKNOWN when none. */
+static enum outcome
+resolve_block(struct ctx *c, struct fip *ip)
+{
+	char *enc = http_escape(ip->text);
+	char *path = xasprintf("/ip?ip=%s&type=failover", enc);
+	struct api_req r = { .method = "GET", .path = path };
+	const char *best = NULL;
+	unsigned best_len = 0, alen;
+	struct ipaddr a;
+	enum outcome o;
+	json_t *blocks;
+
+	o = signed_call(c, &r, &blocks);
+	if (o == OUT_OK)
+		o = api_want_array(c, &r, &blocks);
+	if (o == OUT_OK && ipaddr_parse_net(ip->text, &a, &alen) == 0) {
+		for (size_t k = 0; k < json_array_size(blocks); k++) {
+			const char *b = json_string_value(json_array_get(blocks, k));
+			struct ipaddr net;
+			unsigned len;
+
+			if (!b || ipaddr_parse_net(b, &net, &len) < 0 || len > alen ||
+			    !ipaddr_in_net(&a, &net, len) || (best && len <= best_len))
+				continue;
+			best = b;
+			best_len = len;
+		}
+		if (best) {
+			char *key = strchr(best, '/') ? xstrdup(best)
+			                               : xasprintf("%s/%u", best, best_len);
+			fip_set_block(ip, key, best_len, "block");
+			free(key);
+		} else {
+			o = OUT_UNKNOWN;
+		}
+	}
+	json_decref(blocks);
+	free(path);
+	free(enc);
+	return o;
 }
 
 static enum outcome
 lookup_one(struct ctx *c, struct fip *ip)
 {
-	char *path = block_path(ip);
-	struct api_req r = { .method = "GET", .path = path };
+	struct api_req r = { .method = "GET" };
 	const char *svc = NULL;
 	const json_t *to;
 	enum outcome o;
 	json_t *j;
+	char *path;
 
+	if (!ip->block && (o = resolve_block(c, ip)) != OUT_OK)
+		return o;
+	path = block_path(ip);
+	r.path = path;
 	o = signed_call(c, &r, &j);
 	if (o == OUT_REFUSED && c->resp.status == 404) {
 		o = OUT_UNKNOWN;
@@ -173,9 +231,32 @@ lookup(struct ctx *c, struct fip **ips, size_t n)
 	return api_lookup_each(c, ips, n, lookup_one);
 }
 
-/* Polls the move task until it is done, fails, or the deadline passes. */
+static int
+same_service(const char *a, const char *b)
+{
+	return a && b && strcasecmp(a, b) == 0;
+}
+
+/* The service a move task goes to, NULL when it does not say. */
+static const char *
+task_destination(const json_t *task)
+{
+	return json_string_value(json_object_get(json_object_get(task, "destination"),
+	                                         "serviceName"));
+}
+
+static int
+task_over(const char *status)
+{
+	return strcmp(status, "done") == 0 || strcmp(status, "cancelled") == 0 ||
+	       strcmp(status, "customerError") == 0 || strcmp(status, "ovhError") == 0;
+}
+
+/* Polls the move task until it is done, fails, or the deadline passes. A
+ * task that moved the block somewhere else than dest (another client's,
+ * followed instead of posting a second move) leaves it to be moved again. */
 static enum outcome
-poll_task(struct ctx *c, struct fip *ip)
+poll_task(struct ctx *c, struct fip *ip, const char *dest)
 {
 	char *base = block_path(ip);
 	char *path = xasprintf("%s/task/%lld", base, ip->task_id);
@@ -185,14 +266,20 @@ poll_task(struct ctx *c, struct fip *ip)
 	json_t *j;
 
 	for (;;) {
-		const char *status;
+		const char *status, *to;
 
 		o = signed_call(c, &r, &j);
 		if (o != OUT_OK)
 			break;
 		status = json_string_value(json_object_get(j, "status"));
+		to = task_destination(j);
 		if (!status) {
 			o = api_fail(c, OUT_BADREPLY, &r, "task without a status");
+		} else if (to && !same_service(to, dest) && task_over(status)) {
+			o = api_fail(c, OUT_TRANSIENT, &r,
+			             "task %lld (a move of %s to %s) ended %s: moving it here",
+			             ip->task_id, ip->block, to, status);
+			ip->task_id = 0;
 		} else if (strcmp(status, "done") == 0) {
 			ip->state = ST_ROUTED;
 			ip->task_id = 0;
@@ -221,18 +308,92 @@ poll_task(struct ctx *c, struct fip *ip)
 	return o;
 }
 
+/* A move of ip's block that is under way already (status init, todo or
+ * doing): its task id in *id and destination in *to (malloc'ed, NULL when
+ * the task does not say); *id 0 when there is none. OVH refuses a second
+ * move of a block while one is pending (409). */
+static enum outcome
+pending_move(struct ctx *c, struct fip *ip, long long *id, char **to)
+{
+	static const char *const pending[] = { "todo", "doing", "init" };
+	char *base = block_path(ip);
+	enum outcome o = OUT_OK;
+
+	*id = 0;
+	*to = NULL;
+	for (size_t i = 0; o == OUT_OK && !*id && i < ARRAY_LEN(pending); i++) {
+		char *path = xasprintf("%s/task?function=genericMoveFloatingIp&status=%s", base,
+		                       pending[i]);
+		struct api_req r = { .method = "GET", .path = path };
+		json_t *ids, *task;
+
+		o = signed_call(c, &r, &ids);
+		if (o == OUT_OK)
+			o = api_want_array(c, &r, &ids);
+		for (size_t k = 0; o == OUT_OK && !*id && k < json_array_size(ids); k++) {
+			json_int_t tid = json_integer_value(json_array_get(ids, k));
+			char *tpath = xasprintf("%s/task/%lld", base, (long long)tid);
+			struct api_req t = { .method = "GET", .path = tpath };
+			const char *status;
+
+			if (tid > 0 && (o = signed_call(c, &t, &task)) == OUT_OK) {
+				status = json_string_value(json_object_get(task, "status"));
+				if (status && (strcmp(status, "init") == 0 ||
+				               strcmp(status, "todo") == 0 ||
+				               strcmp(status, "doing") == 0)) {
+					*id = (long long)tid;
+					*to = task_destination(task) ? xstrdup(task_destination(task))
+					                             : NULL;
+				}
+				json_decref(task);
+			}
+			free(tpath);
+		}
+		json_decref(ids);
+		free(path);
+	}
+	free(base);
+	return o;
+}
+
+/* Follows a pending move instead of posting another: to dest, it is our
+ * move; elsewhere, it is waited for and the block moved again. */
+static enum outcome
+follow_pending(struct ctx *c, struct fip *ip, const char *dest, long long id, const char *to)
+{
+	if (to && !same_service(to, dest)) {
+		log_info("%s: a move of %s to %s is under way (task %lld): waiting for it", ip->text,
+		         ip->block, to, id);
+	} else {
+		log_info("%s: a move of %s to %s is under way (task %lld): following it, "
+		         "not moving it again",
+		         ip->text, ip->block, dest, id);
+		ip->move_sent = 1;
+	}
+	ip->task_id = id;
+	return poll_task(c, ip, dest);
+}
+
 static enum outcome
 move_one(struct ctx *c, struct fip *ip, const char *dest)
 {
 	char *base, *path;
-	char *body;
+	char *body, *to = NULL;
 	struct api_req r = { .method = "POST", .content_type = "application/json" };
 	json_t *j, *req;
 	json_int_t id;
+	long long pending;
 	enum outcome o;
 
 	if (ip->task_id)
-		return poll_task(c, ip);
+		return poll_task(c, ip, dest);
+	o = pending_move(c, ip, &pending, &to);
+	if (o == OUT_OK && pending)
+		o = follow_pending(c, ip, dest, pending, to);
+	free(to);
+	if (o != OUT_OK || pending)
+		return o;
+
 	req = json_pack("{ss}", "to", dest);
 	body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
@@ -244,9 +405,22 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 	r.body = body;
 	ip->move_sent = 1;
 	o = signed_call(c, &r, &j);
-	if (o == OUT_REFUSED && c->resp.status == 409)
-		o = OUT_TRANSIENT; /* another move of this block is pending */
-	if (o == OUT_OK) {
+	if (o == OUT_REFUSED && c->resp.status == 409) {
+		/* a move of this block started meanwhile: follow it */
+		char saved[sizeof c->msg];
+
+		snprintf(saved, sizeof saved, "%s", c->msg);
+		o = pending_move(c, ip, &pending, &to);
+		if (o == OUT_OK && pending)
+			o = follow_pending(c, ip, dest, pending, to);
+		else if (o == OUT_OK) {
+			snprintf(c->msg, sizeof c->msg, "%s", saved);
+			o = OUT_TRANSIENT;
+		}
+		free(to);
+		pending = -1;
+	}
+	if (o == OUT_OK && pending == 0) {
 		id = json_integer_value(json_object_get(j, "taskId"));
 		if (id <= 0)
 			o = api_fail(c, OUT_BADREPLY, &r, "reply without a taskId");
@@ -257,10 +431,10 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 	free(path);
 	free(base);
 	free(body);
-	if (o != OUT_OK)
+	if (o != OUT_OK || pending != 0)
 		return o;
 	log_debug("%s: move task %lld started", ip->text, ip->task_id);
-	return poll_task(c, ip);
+	return poll_task(c, ip, dest);
 }
 
 static enum outcome
@@ -349,12 +523,6 @@ list(struct ctx *c, struct buf *out)
 	}
 	json_decref(blocks);
 	return o;
-}
-
-static int
-same_service(const char *a, const char *b)
-{
-	return a && b && strcasecmp(a, b) == 0;
 }
 
 const struct provider provider_ovh = {

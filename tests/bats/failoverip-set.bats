@@ -839,8 +839,14 @@ $1$adfd95259037a5d27b59a2d3db2656ba1c27ecbb'
 	run -0 failoverip-set -c "$CONF" 192.0.2.10
 	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000001.ip-198-51-100.eu'
 	run -0 requests
+	# the block that holds the address, its route, no move under way, the
+	# move, its task until done
 	assert_output 'GET /1.0/auth/time 200
+GET /1.0/ip?ip=192.0.2.10&type=failover 200
 GET /1.0/ip/192.0.2.10%2F32 200
+GET /1.0/ip/192.0.2.10%2F32/task?function=genericMoveFloatingIp&status=todo 200
+GET /1.0/ip/192.0.2.10%2F32/task?function=genericMoveFloatingIp&status=doing 200
+GET /1.0/ip/192.0.2.10%2F32/task?function=genericMoveFloatingIp&status=init 200
 POST /1.0/ip/192.0.2.10%2F32/move 200
 GET /1.0/ip/192.0.2.10%2F32/task/123456 200
 GET /1.0/ip/192.0.2.10%2F32/task/123456 200
@@ -849,7 +855,7 @@ GET /1.0/ip/192.0.2.10%2F32/task/123456 200
 GET /1.0/ip/192.0.2.10%2F32/task/123456 200'
 	[ "$(route_of 192.0.2.10/32)" = ns3000002.ip-198-51-100.eu ]
 	# the POST: exact body, the four headers, a signature over all of it
-	post=$(jq -s -c '.[2]' "$LOG")
+	post=$(jq -s -c '.[6]' "$LOG")
 	[ "$(jq -r .body <<<"$post")" = '{"to":"ns3000002.ip-198-51-100.eu"}' ]
 	[ "$(jq -r '.headers["x-ovh-application"]' <<<"$post")" = "$AK" ]
 	[ "$(jq -r '.headers["x-ovh-consumer"]' <<<"$post")" = "$CK" ]
@@ -877,6 +883,7 @@ GET /1.0/ip/192.0.2.10%2F32/task/123456 200'
 	assert_output '192.0.2.10 NS3000002.ip-198-51-100.eu unchanged NS3000002.ip-198-51-100.eu'
 	run -0 requests
 	assert_output 'GET /1.0/auth/time 200
+GET /1.0/ip?ip=192.0.2.10&type=failover 200
 GET /1.0/ip/192.0.2.10%2F32 200'
 }
 
@@ -885,12 +892,12 @@ GET /1.0/ip/192.0.2.10%2F32 200'
 	conf ovh destination=ns3000002.ip-198-51-100.eu
 	sed -i "s/^application_secret=.*/application_secret=x$AS/" "$CONF"
 	run -1 failoverip-set -c "$CONF" 192.0.2.10 192.0.2.11
-	assert_line "failoverip-set: 192.0.2.10: 127.0.0.1:$PORT: GET /ip/192.0.2.10%2F32: 400 INVALID_SIGNATURE: Invalid signature"
+	assert_line "failoverip-set: 192.0.2.10: 127.0.0.1:$PORT: GET /ip?ip=192.0.2.10&type=failover: 400 INVALID_SIGNATURE: Invalid signature"
 	assert_line 'failoverip-set: credentials refused: not trying the other 1 IP'
 	refute_secrets
 	run -0 requests
 	assert_output 'GET /1.0/auth/time 200
-GET /1.0/ip/192.0.2.10%2F32 400'
+GET /1.0/ip?ip=192.0.2.10&type=failover 400'
 }
 
 @test "ovh: a wrong consumer key is 403, exit 1, one request after the time" {
@@ -937,4 +944,82 @@ GET /1.0/ip/192.0.2.10%2F32 400'
 198.51.100.16/28 -'
 	run -0 failoverip-set -c "$CONF" --list 198.51.100.16/28
 	assert_output '198.51.100.16/28 -'
+}
+
+@test "ovh: an address inside a /29 moves its block, and says so" {
+	# OVH knows only the exact block: /ip/192.0.2.10%2F32 is 404 here
+	fake ovh --ip 192.0.2.8/29=ns3000001.ip-198-51-100.eu --ip 192.0.2.16/32=-
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05
+	run -0 --separate-stderr failoverip-set -c "$CONF" 192.0.2.10 192.0.2.13
+	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000001.ip-198-51-100.eu
+192.0.2.13 ns3000002.ip-198-51-100.eu unchanged ns3000002.ip-198-51-100.eu'
+	[ "${stderr_lines[0]}" = "failoverip-set: 192.0.2.10: part of failover block 192.0.2.8/29: the whole block moves" ]
+	[ "${stderr_lines[1]}" = "failoverip-set: 192.0.2.13: part of failover block 192.0.2.8/29: the whole block moves" ]
+	run -0 jq -s -r '[.[] | select(.method == "POST") | .path] | join(" ")' "$LOG"
+	assert_output '/1.0/ip/192.0.2.8%2F29/move'
+	run -0 jq -s -r '[.[] | select(.status == 404)] | length' "$LOG"
+	assert_output 0
+	[ "$(route_of 192.0.2.8/29)" = ns3000002.ip-198-51-100.eu ]
+	# the block itself, and an address outside every block
+	run -0 failoverip-set -c "$CONF" -n --to ns3000001.ip-198-51-100.eu 192.0.2.8/29
+	assert_output '192.0.2.8/29 ns3000001.ip-198-51-100.eu would-route ns3000002.ip-198-51-100.eu'
+	run -1 failoverip-set -c "$CONF" 192.0.2.17
+	assert_output "failoverip-set: 192.0.2.17: 127.0.0.1:$PORT: not a failover IP of this ovh account"
+}
+
+@test "ovh: a pending move to this service is followed, not posted again" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu \
+		--pending 192.0.2.10/32=ns3000002.ip-198-51-100.eu:init
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05 retries=1 \
+		retry_delay=0.05
+	run -0 --separate-stderr failoverip-set -c "$CONF" 192.0.2.10
+	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000001.ip-198-51-100.eu'
+	assert_equal "$stderr" "failoverip-set: 192.0.2.10: a move of 192.0.2.10/32 to ns3000002.ip-198-51-100.eu is under way (task 123456): following it, not moving it again"
+	run -0 jq -s -r '[.[] | select(.method == "POST")] | length' "$LOG"
+	assert_output 0
+	run -0 jq -r '.tasks["123456"].status' "$STATE"
+	assert_output done
+}
+
+@test "ovh: a pending move elsewhere is waited for, then the block is moved here" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu \
+		--pending 192.0.2.10/32=ns3000003.ip-198-51-100.eu:doing
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05 retry_delay=0.05
+	run -0 --separate-stderr failoverip-set -c "$CONF" 192.0.2.10
+	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000003.ip-198-51-100.eu'
+	[ "${stderr_lines[0]}" = "failoverip-set: 192.0.2.10: a move of 192.0.2.10/32 to ns3000003.ip-198-51-100.eu is under way (task 123456): waiting for it" ]
+	[[ ${stderr_lines[1]} == *"GET /ip/192.0.2.10%2F32/task/123456: task 123456 (a move of 192.0.2.10/32 to ns3000003.ip-198-51-100.eu) ended done: moving it here; retry 1 in"* ]]
+	run -0 jq -s -r '[.[] | select(.method == "POST") | .status] | join(" ")' "$LOG"
+	assert_output 200
+	[ "$(route_of 192.0.2.10/32)" = ns3000002.ip-198-51-100.eu ]
+}
+
+@test "ovh: a 409 on the move (a move started meanwhile) follows that move" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --fault pendrace:1:POST
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05 retries=1 \
+		retry_delay=0.05
+	run -0 --separate-stderr failoverip-set -c "$CONF" 192.0.2.10
+	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000001.ip-198-51-100.eu'
+	assert_equal "$stderr" "failoverip-set: 192.0.2.10: a move of 192.0.2.10/32 to ns3000002.ip-198-51-100.eu is under way (task 123456): following it, not moving it again"
+	run -0 jq -s -r '[.[] | select(.method == "POST") | .status] | join(" ")' "$LOG"
+	assert_output 409
+	[ "$(route_of 192.0.2.10/32)" = ns3000002.ip-198-51-100.eu ]
+}
+
+@test "ovh: a task that ends ovhError (OVH's own failure) is moved again" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --fault taskovherror:1:POST
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05 retry_delay=0.05
+	run -0 --separate-stderr failoverip-set -c "$CONF" 192.0.2.10
+	assert_output '192.0.2.10 ns3000002.ip-198-51-100.eu routed ns3000001.ip-198-51-100.eu'
+	[[ ${stderr_lines[0]} == *'task 123456 ended ovhError; retry 1 in'* ]]
+	run -0 jq -s -r '[.[] | select(.method == "POST") | .status] | join(" ")' "$LOG"
+	assert_output '200 200'
+}
+
+@test "ovh: a task that ends cancelled exits 1" {
+	fake ovh --ip 192.0.2.10=ns3000001.ip-198-51-100.eu --fault taskcancelled:1:POST
+	conf ovh destination=ns3000002.ip-198-51-100.eu poll_interval=0.05
+	run -1 failoverip-set -c "$CONF" 192.0.2.10
+	assert_output --partial 'task 123456 ended cancelled'
+	[ "$(route_of 192.0.2.10/32)" = ns3000001.ip-198-51-100.eu ]
 }
