@@ -285,7 +285,8 @@ fip_set_block(struct fip *ip, const char *key, unsigned len, const char *what)
 	if (len >= given)
 		return;
 	if (strchr(key, '/'))
-		log_info("%s: part of failover %s %s: the whole %s moves", ip->text, what, key, what);
+		log_info("%s: part of failover %s %s: the whole %s moves", ip->text, what, key,
+		         what);
 	else
 		log_info("%s: part of failover %s %s/%u: the whole %s moves", ip->text, what, key,
 		         len, what);

@@ -51,12 +51,12 @@ enum fip_state {
 };
 
 struct fip {
-	char *text;     /* canonical address, with "/prefix" when one was given */
-	char *addr;     /* canonical address alone */
-	int family;     /* AF_INET or AF_INET6 */
-	int prefix;     /* -1 when none was given */
-	char *current;  /* destination it is routed to now, NULL when unrouted */
-	char *previous; /* destination before this run moved it */
+	char *text;       /* canonical address, with "/prefix" when one was given */
+	char *addr;       /* canonical address alone */
+	int family;       /* AF_INET or AF_INET6 */
+	int prefix;       /* -1 when none was given */
+	char *current;    /* destination it is routed to now, NULL when unrouted */
+	char *previous;   /* destination before this run moved it */
 	const char *dest; /* where this run routes it (the config's), set by the driver */
 	/* What the provider moves for it, once looked up: the failover IP, net
 	 * (Hetzner: its net address) or block (OVH: "ADDR/LEN") that holds

@@ -155,7 +155,6 @@ entry_read(json_t *e, struct entry *out)
 	json_t *fo = json_object_get(e, "failover");
 	const json_t *mask = json_object_get(fo, "netmask");
 	struct ipaddr m;
-	int len;
 
 	if (!json_is_object(fo) || json_string_or_null(fo, "ip", &out->key) < 0 || !out->key ||
 	    ipaddr_parse(out->key, &out->net) < 0 ||
@@ -164,13 +163,14 @@ entry_read(json_t *e, struct entry *out)
 	out->obj = fo;
 	out->len = out->net.family == AF_INET ? 32 : 128;
 	if (json_is_string(mask)) {
+		int len;
+
 		if (ipaddr_parse(json_string_value(mask), &m) < 0 || m.family != out->net.family ||
 		    (len = ipaddr_mask_len(&m)) < 0)
 			return -1;
 		out->len = (unsigned)len;
 	} else if (json_is_integer(mask = json_object_get(fo, "mask"))) {
-		if (json_integer_value(mask) < 0 ||
-		    json_integer_value(mask) > (json_int_t)out->len)
+		if (json_integer_value(mask) < 0 || json_integer_value(mask) > (json_int_t)out->len)
 			return -1;
 		out->len = (unsigned)json_integer_value(mask);
 	}

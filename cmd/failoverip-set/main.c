@@ -164,10 +164,11 @@ fip_dest(const struct config *cfg, const struct fip *ip)
 {
 	if (cfg->provider->dest6 && ip->family == AF_INET6) {
 		if (!cfg->destination6)
-			log_err("%s: %s routes an IPv6 net to the destination server's IPv6 subnet, "
-			        "not to its main IPv4 address: set destination6 in %s (or give the "
-			        "subnet with --to)",
-			        ip->text, cfg->provider->name, cfg->path);
+			log_err(
+			    "%s: %s routes an IPv6 net to the destination server's IPv6 subnet, "
+			    "not to its main IPv4 address: set destination6 in %s (or give the "
+			    "subnet with --to)",
+			    ip->text, cfg->provider->name, cfg->path);
 		return cfg->destination6;
 	}
 	if (!cfg->destination)
@@ -402,9 +403,9 @@ static int
 severity(enum outcome o)
 {
 	static const int rank[] = {
-		[OUT_OK] = 0,       [OUT_TRANSIENT] = 1, [OUT_TIMEOUT] = 2, [OUT_UNAVAIL] = 3,
-		[OUT_BADREPLY] = 4, [OUT_REFUSED] = 5,   [OUT_AUTH] = 5,    [OUT_UNKNOWN] = 5,
-		[OUT_CONFIG] = 6,
+		[OUT_OK] = 0,      [OUT_TRANSIENT] = 1, [OUT_TIMEOUT] = 2,
+		[OUT_UNAVAIL] = 3, [OUT_BADREPLY] = 4,  [OUT_REFUSED] = 5,
+		[OUT_AUTH] = 5,    [OUT_UNKNOWN] = 5,   [OUT_CONFIG] = 6,
 	};
 
 	return rank[o];

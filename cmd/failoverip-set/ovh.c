@@ -159,8 +159,7 @@ resolve_block(struct ctx *c, struct fip *ip)
 	char *enc = http_escape(ip->text);
 	char *path = xasprintf("/ip?ip=%s&type=failover", enc);
 	struct api_req r = { .method = "GET", .path = path };
-	const char *best = NULL;
-	unsigned best_len = 0, alen;
+	unsigned alen;
 	struct ipaddr a;
 	enum outcome o;
 	json_t *blocks;
@@ -169,6 +168,9 @@ resolve_block(struct ctx *c, struct fip *ip)
 	if (o == OUT_OK)
 		o = api_want_array(c, &r, &blocks);
 	if (o == OUT_OK && ipaddr_parse_net(ip->text, &a, &alen) == 0) {
+		const char *best = NULL;
+		unsigned best_len = 0;
+
 		for (size_t k = 0; k < json_array_size(blocks); k++) {
 			const char *b = json_string_value(json_array_get(blocks, k));
 			struct ipaddr net;
@@ -181,8 +183,8 @@ resolve_block(struct ctx *c, struct fip *ip)
 			best_len = len;
 		}
 		if (best) {
-			char *key = strchr(best, '/') ? xstrdup(best)
-			                               : xasprintf("%s/%u", best, best_len);
+			char *key =
+			    strchr(best, '/') ? xstrdup(best) : xasprintf("%s/%u", best, best_len);
 			fip_set_block(ip, key, best_len, "block");
 			free(key);
 		} else {
@@ -241,8 +243,8 @@ same_service(const char *a, const char *b)
 static const char *
 task_destination(const json_t *task)
 {
-	return json_string_value(json_object_get(json_object_get(task, "destination"),
-	                                         "serviceName"));
+	return json_string_value(
+	    json_object_get(json_object_get(task, "destination"), "serviceName"));
 }
 
 static int
@@ -322,8 +324,8 @@ pending_move(struct ctx *c, struct fip *ip, long long *id, char **to)
 	*id = 0;
 	*to = NULL;
 	for (size_t i = 0; o == OUT_OK && !*id && i < ARRAY_LEN(pending); i++) {
-		char *path = xasprintf("%s/task?function=genericMoveFloatingIp&status=%s", base,
-		                       pending[i]);
+		char *path =
+		    xasprintf("%s/task?function=genericMoveFloatingIp&status=%s", base, pending[i]);
 		struct api_req r = { .method = "GET", .path = path };
 		json_t *ids, *task;
 
@@ -334,16 +336,18 @@ pending_move(struct ctx *c, struct fip *ip, long long *id, char **to)
 			json_int_t tid = json_integer_value(json_array_get(ids, k));
 			char *tpath = xasprintf("%s/task/%lld", base, (long long)tid);
 			struct api_req t = { .method = "GET", .path = tpath };
-			const char *status;
 
 			if (tid > 0 && (o = signed_call(c, &t, &task)) == OUT_OK) {
-				status = json_string_value(json_object_get(task, "status"));
-				if (status && (strcmp(status, "init") == 0 ||
-				               strcmp(status, "todo") == 0 ||
-				               strcmp(status, "doing") == 0)) {
+				const char *status =
+				    json_string_value(json_object_get(task, "status"));
+
+				if (status &&
+				    (strcmp(status, "init") == 0 || strcmp(status, "todo") == 0 ||
+				     strcmp(status, "doing") == 0)) {
 					*id = (long long)tid;
-					*to = task_destination(task) ? xstrdup(task_destination(task))
-					                             : NULL;
+					*to = task_destination(task)
+					          ? xstrdup(task_destination(task))
+					          : NULL;
 				}
 				json_decref(task);
 			}
@@ -362,8 +366,8 @@ static enum outcome
 follow_pending(struct ctx *c, struct fip *ip, const char *dest, long long id, const char *to)
 {
 	if (to && !same_service(to, dest)) {
-		log_info("%s: a move of %s to %s is under way (task %lld): waiting for it", ip->text,
-		         ip->block, to, id);
+		log_info("%s: a move of %s to %s is under way (task %lld): waiting for it",
+		         ip->text, ip->block, to, id);
 	} else {
 		log_info("%s: a move of %s to %s is under way (task %lld): following it, "
 		         "not moving it again",
