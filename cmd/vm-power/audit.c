@@ -166,7 +166,7 @@ audit_send(const char *journal, const struct caller *c, const struct audit *a)
 		buf_printf(&msg, ": %s", a->detail);
 
 	field(&b, "MESSAGE", msg.data);
-	buf_printf(&b, "PRIORITY=%d\n", strcmp(a->outcome, "ok") == 0 ? 6 : refused ? 4 : 5);
+	buf_printf(&b, "PRIORITY=%d\n", strcmp(a->outcome, "ok") == 0 ? 6 : 4);
 	field(&b, "SYSLOG_IDENTIFIER", "vm-power");
 	field(&b, "PVEKIT_KEY", c->key);
 	if (c->fp[0])
