@@ -1,0 +1,228 @@
+/* Commands on the storage hosts: ssh with batch mode, keep-alives and a
+ * connect timeout, the user's own host key checking (never turned off), or
+ * sh -c here when a storage section has no ssh=. Remote commands are one
+ * shell line built with shq(). */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+#include "move.h"
+
+struct ssh_opts ssh_opts;
+
+char *
+shq(const char *s)
+{
+	struct buf b = { 0 };
+
+	buf_puts(&b, "'");
+	for (; *s; s++) {
+		if (*s == '\'')
+			buf_puts(&b, "'\\''");
+		else
+			buf_append(&b, s, 1);
+	}
+	buf_puts(&b, "'");
+	return b.data;
+}
+
+char **
+host_argv(const struct host *h, const char *cmd, char *const *extra)
+{
+	char **v = xcalloc(40, sizeof *v);
+	size_t n = 0;
+
+	if (!h->target) {
+		v[n++] = xstrdup("/bin/sh");
+		v[n++] = xstrdup("-c");
+		v[n++] = xstrdup(cmd);
+		return v;
+	}
+	v[n++] = xstrdup("ssh");
+	if (ssh_opts.config) {
+		v[n++] = xstrdup("-F");
+		v[n++] = xstrdup(ssh_opts.config);
+	}
+	v[n++] = xstrdup("-T");
+	v[n++] = xstrdup("-o");
+	v[n++] = xstrdup("BatchMode=yes");
+	v[n++] = xstrdup("-o");
+	v[n++] = xstrdup("ConnectTimeout=20");
+	v[n++] = xstrdup("-o");
+	v[n++] = xstrdup("ServerAliveInterval=10");
+	v[n++] = xstrdup("-o");
+	v[n++] = xstrdup("ServerAliveCountMax=6");
+	if (!ssh_opts.debug) {
+		v[n++] = xstrdup("-o");
+		v[n++] = xstrdup("LogLevel=ERROR");
+	}
+	if (ssh_opts.ciphers) {
+		v[n++] = xstrdup("-c");
+		v[n++] = xstrdup(ssh_opts.ciphers);
+	}
+	if (h->port) {
+		v[n++] = xstrdup("-p");
+		v[n++] = xasprintf("%d", h->port);
+	}
+	for (char *const *e = extra; e && *e && n < 36; e++)
+		v[n++] = xstrdup(*e);
+	v[n++] = xstrdup("--");
+	v[n++] = xstrdup(h->target);
+	v[n++] = xstrdup(cmd);
+	return v;
+}
+
+void
+argv_free(char **argv)
+{
+	for (char **p = argv; p && *p; p++)
+		free(*p);
+	free(argv);
+}
+
+char *
+argv_line(char *const *argv)
+{
+	struct buf b = { 0 };
+
+	for (char *const *p = argv; *p; p++) {
+		int plain = **p && strspn(*p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		                              "0123456789@%+=:,./-_") == strlen(*p);
+		char *q = plain ? NULL : shq(*p);
+
+		buf_printf(&b, "%s%s", p == argv ? "" : " ", plain ? *p : q);
+		free(q);
+	}
+	return b.data ? b.data : xstrdup("");
+}
+
+/* Reads what is there from fd into b; 0 at EOF. */
+static int
+drain(int fd, struct buf *b, size_t max)
+{
+	char tmp[16384];
+	ssize_t n = read(fd, tmp, sizeof tmp);
+
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN ? 1 : 0;
+	if (n == 0)
+		return 0;
+	if (b->len + (size_t)n <= max)
+		buf_append(b, tmp, (size_t)n);
+	return 1;
+}
+
+int
+host_run(const struct host *h, const char *cmd, int64_t timeout_ms, struct buf *out,
+         struct buf *errout)
+{
+	char **argv = host_argv(h, cmd, NULL);
+	int po[2], pe[2], alive = 2, rc;
+	struct proc p;
+	struct proc_status st;
+	struct proc_spec spec = { 0 };
+	char *path;
+
+	if (ssh_opts.debug) {
+		char *l = argv_line(argv);
+		log_debug("run: %s", l);
+		free(l);
+	}
+	if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0)
+		die(EXIT_OSERR, "pipe: %s", strerror(errno));
+	path = argv[0][0] == '/' ? xstrdup(argv[0]) : NULL;
+	if (!path) {
+		/* proc_spawn does no PATH search */
+		const char *env = getenv("PATH");
+		char *dirs = xstrdup(env ? env : "/usr/bin:/bin"), *save = NULL;
+
+		for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+			char *c = xasprintf("%s/%s", d, argv[0]);
+			if (access(c, X_OK) == 0) {
+				path = c;
+				break;
+			}
+			free(c);
+		}
+		free(dirs);
+		if (!path)
+			path = xstrdup(argv[0]);
+	}
+	spec.path = path;
+	spec.argv = argv;
+	spec.fd_in = PROC_DEVNULL;
+	spec.fd_out = po[1];
+	spec.fd_err = pe[1];
+	spec.group = PROC_NEW_GROUP;
+	spec.timeout_ms = timeout_ms;
+	spec.kill_after_ms = 2000;
+	if (proc_spawn(&p, &spec) < 0)
+		die(EXIT_OSERR, "%s: %s", argv[0], strerror(errno));
+	close(po[1]);
+	close(pe[1]);
+	while (alive) {
+		struct pollfd fds[2] = { { po[0], POLLIN, 0 }, { pe[0], POLLIN, 0 } };
+
+		if (fds[0].fd < 0 && fds[1].fd < 0)
+			break;
+		if (poll(fds, 2, 1000) < 0 && errno != EINTR)
+			break;
+		if (interrupted)
+			proc_abort(&p);
+		for (int i = 0; i < 2; i++) {
+			if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) &&
+			    !drain(fds[i].fd, i ? errout : out, 1 << 20)) {
+				close(fds[i].fd);
+				if (i)
+					pe[0] = -1;
+				else
+					po[0] = -1;
+				alive--;
+			}
+		}
+	}
+	if (po[0] >= 0)
+		close(po[0]);
+	if (pe[0] >= 0)
+		close(pe[0]);
+	proc_collect(&p, &st);
+	rc = proc_exit_code(&st);
+	if (st.timed_out && errout)
+		buf_puts(errout, "timed out");
+	argv_free(argv);
+	free(path);
+	return rc == 0 ? 0 : -1;
+}
+
+const char *
+first_line_of(const struct buf *b, const char *dflt)
+{
+	static char line[300];
+	const char *s = b->data ? b->data : "", *e, *best = NULL;
+
+	/* the last non-empty line says most (ssh's own words come last) */
+	for (;;) {
+		while (*s == '\n' || *s == '\r')
+			s++;
+		if (!*s)
+			break;
+		e = s + strcspn(s, "\r\n");
+		best = s;
+		s = e;
+	}
+	if (!best) {
+		snprintf(line, sizeof line, "%s failed without a message", dflt);
+		return line;
+	}
+	e = best + strcspn(best, "\r\n");
+	snprintf(line, sizeof line, "%.*s", (int)(e - best), best);
+	http_redact(line, line, sizeof line);
+	return line;
+}
