@@ -1,0 +1,171 @@
+#!/bin/bash
+# pve-move against proxmove's copy pipeline and a bare "ssh cat > file", on
+# the test set-up (two fake clusters, two real sshd on loopback, real
+# qemu-img and qemu-nbd; see tests/bats/pve-move.bash):
+#  1. a 2 GiB image with half of its 1 MiB blocks random and half never
+#     written, once raw and once qcow2, moved between "dir" storages:
+#       - pve-move, the source read through ssh (as from an admin host) and
+#         read here (a storage section without ssh=, as on the source node);
+#       - proxmove's pipeline: rsync (no --sparse, as proxmove runs it) into
+#         a temp dir on the target, then mv into place; and for a ZFS or LVM
+#         target, rsync into temp then qemu-img convert -n into the volume;
+#       - ssh cat > file of the image file.
+#     Reported: wall time and its ratio, bytes written on the target
+#     (allocated in the end plus what temp held), temp space.
+#  2. throughput on incompressible data: 1 GiB of random bytes, pve-move vs
+#     ssh cat.
+# Wall times include pve-move's API calls and ssh logins. The machine may be
+# shared: run it twice and compare.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="${PVEKIT_BUILD:-$top/build}:$top/tests/fakes:$PATH"
+FAKES=$top/tests/fakes
+SIZE_MB=${PVE_MOVE_BENCH_MB:-2048}
+T=$(mktemp -d /tmp/pve-move-bench.XXXXXX)
+: >"$T/.bg-pids"
+start_bg() {
+	"$@" &
+	echo $! >>"$T/.bg-pids"
+	BG_PID=$!
+}
+wait_until() {
+	local limit=$1 i=0 n
+	shift
+	n=$(awk -v s="$limit" 'BEGIN { printf "%d", s * 50 }')
+	until "$@" 2>/dev/null; do
+		i=$((i + 1))
+		[ "$i" -lt "$n" ] || return 1
+		sleep 0.02
+	done
+}
+cleanup() {
+	while read -r p; do kill "$p" 2>/dev/null || true; done <"$T/.bg-pids"
+	wait 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+# shellcheck source=../tests/bats/pve-move.bash
+. "$top/tests/bats/pve-move.bash"
+
+now_ns() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
+alloc() { du -B1 "$1" | cut -f1; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
+
+echo "setting up: two fake clusters, two sshd, a ${SIZE_MB} MiB image..."
+pm_setup >/dev/null
+SSH=(ssh -F "$T/ssh/config" -T -c aes128-gcm@openssh.com)
+img=$T/half.raw
+python3 - "$img" "$SIZE_MB" <<'PY'
+import os, sys
+path, mb = sys.argv[1], int(sys.argv[2])
+with open(path, "wb") as f:
+    f.truncate(mb << 20)
+    for i in range(0, mb, 2):  # every other MiB: random data; the rest: never written
+        f.seek(i << 20)
+        f.write(os.urandom(1 << 20))
+PY
+qemu-img convert -f raw -O qcow2 "$img" "$T/half.qcow2"
+sync
+
+# move_one FMT FILE STORAGE-SECTION-SSH: pve-move of a one-disk VM, prints
+# "seconds target-bytes"
+vmid=300
+move_one() {
+	local fmt=$1 file=$2 srcssh=$3 dst t0 t1
+	vmid=$((vmid + 1))
+	mkdir -p "$T/src/local/images/$vmid"
+	cp --reflink=auto --sparse=always "$file" "$T/src/local/images/$vmid/vm-$vmid-disk-0.$fmt"
+	pm_guest src "$vmid" qemu pve1 stopped "name: b$vmid
+scsi0: local:$vmid/vm-$vmid-disk-0.$fmt,size=${SIZE_MB}M"
+	if [ "$srcssh" = local ]; then
+		sed -i '/^\[storage:src:local\]/{n;s/^ssh=.*/ssh_here_removed=1/}' "$T/rc"
+		sed -i '/^ssh_here_removed=1$/d' "$T/rc"
+	fi
+	sync
+	t0=$(now_ns)
+	pm_run --skip-start src dst pve3 local "b$vmid" 2>"$T/move.err" ||
+		{ cat "$T/move.err" >&2; return 1; }
+	t1=$(now_ns)
+	pm_rc >/dev/null
+	dst=$T/dst/local/images/$vmid/vm-$vmid-disk-0.$fmt
+	qemu-img compare -q "$file" "$dst"
+	echo "$(secs "$t0" "$t1") $(alloc "$dst") $(grep -o 'by [a-z]*' "$T/move.err" | head -1)"
+	rm -rf "$T/dst/local/images/$vmid" "$T/src/local/images/$vmid"
+}
+
+# proxmove's plain-to-plain pipeline: rsync into temp, mv into place.
+# Prints "seconds target-bytes temp-bytes".
+proxmove_mv() {
+	local file=$1 name t0 t1 tb
+	name=$(basename "$file")
+	mkdir -p "$T/dst/temp"
+	sync
+	t0=$(now_ns)
+	rsync -e "ssh -F $T/ssh/config -c aes128-gcm@openssh.com" "$file" "root@dst-host:$T/dst/temp/$name"
+	tb=$(alloc "$T/dst/temp/$name")
+	"${SSH[@]}" root@dst-host "mv $T/dst/temp/$name $T/dst/final-$name"
+	t1=$(now_ns)
+	echo "$(secs "$t0" "$t1") $(alloc "$T/dst/final-$name") $tb"
+	rm -f "$T/dst/final-$name"
+}
+
+# proxmove's plain-to-ZFS pipeline: rsync into temp, qemu-img convert -n
+# into the (here: fresh, thin) volume, rm temp.
+proxmove_convert() {
+	local file=$1 fmt=$2 name t0 t1 tb
+	name=$(basename "$file")
+	mkdir -p "$T/dst/temp"
+	truncate -s "${SIZE_MB}M" "$T/dst/zvol-$name"
+	sync
+	t0=$(now_ns)
+	rsync -e "ssh -F $T/ssh/config -c aes128-gcm@openssh.com" "$file" "root@dst-host:$T/dst/temp/$name"
+	tb=$(alloc "$T/dst/temp/$name")
+	"${SSH[@]}" root@dst-host "qemu-img convert -n -t none -f $fmt -O raw $T/dst/temp/$name $T/dst/zvol-$name 2>/dev/null || qemu-img convert -n -f $fmt -O raw $T/dst/temp/$name $T/dst/zvol-$name; rm $T/dst/temp/$name"
+	t1=$(now_ns)
+	echo "$(secs "$t0" "$t1") $(($(alloc "$T/dst/zvol-$name") + tb)) $tb"
+	rm -f "$T/dst/zvol-$name"
+}
+
+ssh_cat() {
+	local file=$1 t0 t1
+	sync
+	t0=$(now_ns)
+	"${SSH[@]}" root@dst-host "cat > $T/dst/cat.img" <"$file"
+	t1=$(now_ns)
+	echo "$(secs "$t0" "$t1") $(alloc "$T/dst/cat.img")"
+	rm -f "$T/dst/cat.img"
+}
+
+data=$((SIZE_MB / 2 * 1048576))
+for fmt in raw qcow2; do
+	file=$T/half.$fmt
+	echo "== ${SIZE_MB} MiB $fmt image, half of it data ($(mib "$data")), dir to dir"
+	read -r ours_s ours_b ours_how < <(move_one "$fmt" "$file" ssh) || exit 1
+	read -r here_s here_b here_how < <(move_one "$fmt" "$file" local) || exit 1
+	read -r pm_s pm_b pm_t < <(proxmove_mv "$file")
+	read -r pc_s pc_b pc_t < <(proxmove_convert "$file" "$fmt")
+	read -r cat_s cat_b < <(ssh_cat "$file")
+	printf '  pve-move, source over ssh (%s):   %6ss  target %s, temp 0\n' "$ours_how" "$ours_s" "$(mib "$ours_b")"
+	printf '  pve-move, run on the source (%s): %6ss  target %s, temp 0\n' "$here_how" "$here_s" "$(mib "$here_b")"
+	printf '  proxmove rsync to temp + mv:        %6ss  target %s, temp %s\n' "$pm_s" "$(mib "$pm_b")" "$(mib "$pm_t")"
+	printf '  proxmove rsync + qemu-img convert:  %6ss  written %s, temp %s\n' "$pc_s" "$(mib "$pc_b")" "$(mib "$pc_t")"
+	printf '  ssh cat > file:                     %6ss  target %s\n' "$cat_s" "$(mib "$cat_b")"
+	printf '  ratio (proxmove mv / pve-move):      %s (run on the source: %s)\n' "$(ratio "$ours_s" "$pm_s")" "$(ratio "$here_s" "$pm_s")"
+	printf '  ratio (proxmove convert / pve-move): %s (run on the source: %s)\n' "$(ratio "$ours_s" "$pc_s")" "$(ratio "$here_s" "$pc_s")"
+	printf '  target bytes / data:                 %s\n' "$(ratio "$data" "$ours_b")"
+done
+
+echo "== 1 GiB of incompressible data (dense raw), throughput"
+python3 -c 'import os,sys
+with open(sys.argv[1],"wb") as f:
+    for _ in range(1024): f.write(os.urandom(1<<20))' "$T/rand.raw"
+SIZE_MB=1024
+read -r r_s r_b r_how < <(move_one raw "$T/rand.raw" ssh) || exit 1
+read -r rh_s rh_b rh_how < <(move_one raw "$T/rand.raw" local) || exit 1
+read -r c_s c_b < <(ssh_cat "$T/rand.raw")
+printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s\n' "$r_how" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')"
+printf '  pve-move, run on the source (%s): %6ss  %s MiB/s\n' "$rh_how" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')"
+printf '  ssh cat > file:                     %6ss  %s MiB/s\n' "$c_s" "$(awk -v s="$c_s" 'BEGIN { printf "%.0f", 1024 / s }')"
+printf '  throughput ratio (pve-move / ssh cat): %s (run on the source: %s)\n' "$(ratio "$r_s" "$c_s")" "$(ratio "$rh_s" "$c_s")"
