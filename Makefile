@@ -52,7 +52,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+# Made anew each time: an object of a file that left lib/ must not linger.
 $(LIB_A): $(LIB_OBJ)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
 $(foreach t,$(TOOLS_SINGLE),$(eval $(BUILD)/$(t): $(BUILD)/cmd/$(t).o $(LIB_A)))

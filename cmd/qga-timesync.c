@@ -12,6 +12,7 @@
 #include "log.h"
 #include "opt.h"
 #include "qga.h"
+#include "qgatarget.h"
 #include "util.h"
 
 #define GET_TIME "{\"execute\":\"guest-get-time\"}"
@@ -276,14 +277,20 @@ main(int argc, char *argv[])
 	struct qga_target *t;
 	struct sync *s;
 	size_t n;
-	int timeouts = 0, fails = 0, bad_times = 0;
+	int timeouts = 0, fails = 0, bad_times = 0, rc;
+	char err[512];
 
 	log_init("qga-timesync");
 	opt_usage(usage_text, NULL);
 	parse_args(argc, argv, &o);
 	if (!o.node)
 		o.node = local_node_name();
-	n = qga_targets_get(o.all, o.pve_dir, o.node, o.qga_dir, argc - optind, argv + optind, &t);
+	rc = qga_targets_get(o.all, o.pve_dir, o.node, o.qga_dir, argc - optind, argv + optind, &t,
+	                     &n, err, sizeof err);
+	if (rc == EXIT_USAGE)
+		usage_error("%s", err);
+	if (rc)
+		die(rc, "%s", err);
 	s = xcalloc(n, sizeof *s);
 	for (size_t i = 0; i < n; i++)
 		s[i] = (struct sync){ .t = &t[i], .get = QGA_PENDING, .set = QGA_PENDING };

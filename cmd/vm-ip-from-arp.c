@@ -13,6 +13,7 @@
 #include "ipfile.h"
 #include "log.h"
 #include "nl.h"
+#include "nodeguests.h"
 #include "opt.h"
 #include "util.h"
 #include "vmlist.h"
@@ -313,7 +314,8 @@ main(int argc, char **argv)
 	struct neigh_dump d = { 0 };
 	pthread_t dumper;
 	size_t ng, nm, n;
-	int rc = 0, dumping = 0;
+	int rc = 0, dumping = 0, code;
+	char err[512];
 
 	log_init("vm-ip-from-arp");
 	opt_usage(usage_text, help_text);
@@ -323,7 +325,8 @@ main(int argc, char **argv)
 	 * must fill them first, and comes after the --node check. */
 	if (!o.probe)
 		dumping = pthread_create(&dumper, NULL, dump_neighbours, &d) == 0;
-	ng = node_guests_open(o.pve_dir, o.node, &l, &g);
+	if ((code = node_guests_open(o.pve_dir, o.node, &l, &g, &ng, err, sizeof err)))
+		die(code, "%s", err);
 	macs = collect_macs(g, ng, &nm);
 	if (o.probe)
 		run_probes(&o);

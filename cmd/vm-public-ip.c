@@ -17,12 +17,12 @@
 #include "ipfile.h"
 #include "log.h"
 #include "nl.h"
+#include "nodeguests.h"
 #include "opt.h"
 #include "qga.h"
 #include "util.h"
 #include "vmlist.h"
 
-#define CGROUP_WALK_DEPTH 4 /* the CT's init is in lxc/VMID/ns or just below */
 #define MAX_ADDRESSES 64     /* per guest, by default (--max-addresses) */
 #define MAX_ADDRESSES_LIMIT 65536
 
@@ -148,7 +148,7 @@ parse_args(int argc, char **argv, struct opts *o)
 	*o = (struct opts){ .pve_dir = "/etc/pve",
 		            .config_dir = "/etc/pve/pvekit",
 		            .run_dir = RUN_DIR_DEFAULT,
-		            .cgroup_dir = "/sys/fs/cgroup",
+		            .cgroup_dir = CGROUP_DIR_DEFAULT,
 		            .node = local_node_name(),
 		            .timeout_ms = 5000,
 		            .max_addresses = MAX_ADDRESSES,
@@ -345,89 +345,15 @@ ask_agents(const struct opts *o, const struct node_guest *g, size_t ng, struct f
 
 /* --- containers: their network namespace --- */
 
-/* Is pid the init of a child pid namespace? Its NSpid line in
- * /proc/PID/status then ends with 1 ("NSpid:\t4711\t1"). */
-static int
-is_ns_init(pid_t pid)
-{
-	char path[64], *line, *tok, *save, *last = NULL;
-	struct buf b = { 0 };
-	int ntok = 0;
-
-	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
-	if (read_file(path, 64 * 1024, &b) == 0 && (line = strstr(b.data, "\nNSpid:"))) {
-		line += strlen("\nNSpid:");
-		line[strcspn(line, "\n")] = '\0';
-		for (tok = strtok_r(line, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
-			last = tok;
-			ntok++;
-		}
-	}
-	int init = ntok >= 2 && strcmp(last, "1") == 0;
-	buf_free(&b);
-	return init;
-}
-
-/* Looks for the CT's init in DIR/cgroup.procs, then in the cgroups below
- * (a systemd container moves its init to DIR/init.scope). *first gets the
- * first live process seen: the fallback for a CT without a pid namespace. */
-static pid_t
-cgroup_find_init(const char *dir, int depth, pid_t *first)
-{
-	char *procs = xasprintf("%s/cgroup.procs", dir);
-	struct buf b = { 0 };
-	pid_t found = 0;
-	DIR *d;
-	struct dirent *de;
-
-	if (read_file(procs, 16 * 1024 * 1024, &b) == 0) {
-		for (char *p = b.data, *next; *p && !found; p = next) {
-			unsigned long pid;
-			next = p + strcspn(p, "\n");
-			if (*next)
-				*next++ = '\0';
-			if (parse_ulong(p, 4194304, &pid) < 0 || !pid)
-				continue;
-			if (!*first && kill((pid_t)pid, 0) == 0)
-				*first = (pid_t)pid;
-			if (is_ns_init((pid_t)pid))
-				found = (pid_t)pid;
-		}
-	}
-	buf_free(&b);
-	free(procs);
-	if (found || depth >= CGROUP_WALK_DEPTH || !(d = opendir(dir)))
-		return found;
-	while (!found && (de = readdir(d))) {
-		if ((de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) || de->d_name[0] == '.')
-			continue;
-		char *sub = xasprintf("%s/%s", dir, de->d_name);
-		found = cgroup_find_init(sub, depth + 1, first);
-		free(sub);
-	}
-	closedir(d);
-	return found;
-}
-
-/* The CT's init process, as "lxc-info -n VMID -p" reports it: the process
- * that is pid 1 in the container. Proxmox (cgroup v2) keeps the container
- * in lxc/VMID, its payload in lxc/VMID/ns. 0 when the CT is not running. */
+/* The CT's init process: given with --ct-pid, or found in its cgroup. 0
+ * when the CT is not running. */
 static pid_t
 ct_init_pid(const struct opts *o, uint32_t vmid)
 {
-	char *dirs[] = { xasprintf("%s/lxc/%u/ns", o->cgroup_dir, vmid),
-		         xasprintf("%s/lxc/%u", o->cgroup_dir, vmid) };
-	pid_t pid = 0, first = 0;
-
 	for (size_t i = 0; i < o->nct_pids; i++)
 		if (o->ct_pids[i].vmid == vmid)
-			pid = o->ct_pids[i].pid;
-	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
-		if (!pid && !first)
-			pid = cgroup_find_init(dirs[i], 0, &first);
-		free(dirs[i]);
-	}
-	return pid ? pid : first;
+			return o->ct_pids[i].pid;
+	return lxc_init_pid(o->cgroup_dir, vmid);
 }
 
 static void
@@ -475,13 +401,15 @@ main(int argc, char **argv)
 	struct node_guest *g;
 	struct found f = { 0 };
 	size_t ng;
-	int rc = 0;
+	int rc = 0, code;
+	char err[512];
 
 	log_init("vm-public-ip");
 	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 
-	ng = node_guests_open(o.pve_dir, o.node, &l, &g);
+	if ((code = node_guests_open(o.pve_dir, o.node, &l, &g, &ng, err, sizeof err)))
+		die(code, "%s", err);
 
 	read_containers(&o, g, ng, &f);
 	ask_agents(&o, g, ng, &f);

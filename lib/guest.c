@@ -1,70 +1,18 @@
-#include <fcntl.h>
+#include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
+#include "buf.h"
+#include "file.h"
 #include "guest.h"
-#include "util.h"
+#include "parse.h"
+#include "procfs.h"
 
-int
-proc_stat_read(pid_t pid, struct proc_stat *st)
-{
-	char path[64], buf[1024];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* "pid (comm) state ppid ...": comm may hold spaces and parentheses;
-	 * starttime is field 22. */
-	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %c %d %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s "
-			 "%*s %*s %*s %llu", &st->state, &st->ppid, &st->starttime) != 3)
-		return -1;
-	return st->state == 'Z' || st->state == 'X' ? -1 : 0;
-}
-
-int64_t
-proc_age_ms(unsigned long long starttime)
-{
-	struct timespec boot;
-	long hz = sysconf(_SC_CLK_TCK);
-
-	if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &boot) < 0)
-		return 0;
-	return (int64_t)boot.tv_sec * 1000 + boot.tv_nsec / 1000000 -
-	       (int64_t)(starttime * 1000 / (unsigned long long)hz);
-}
-
-static int
-cmdline_has_pidfile(pid_t pid, const char *pidfile)
-{
-	char path[64];
-	struct buf b = { 0 };
-	int found = 0;
-
-	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
-	if (read_file(path, 1024 * 1024, &b) == 0) {
-		for (size_t i = 0; i < b.len && !found; i += strlen(b.data + i) + 1) {
-			const char *arg = b.data + i;
-			size_t next = i + strlen(arg) + 1;
-			if (strcmp(arg, "-pidfile") == 0 && next < b.len)
-				found = strcmp(b.data + next, pidfile) == 0;
-		}
-	}
-	buf_free(&b);
-	return found;
-}
+#define CGROUP_WALK_DEPTH 4 /* the CT's init is in lxc/VMID/ns or just below */
 
 pid_t
 qemu_running_pid(const char *run_dir, uint32_t vmid)
@@ -77,8 +25,9 @@ qemu_running_pid(const char *run_dir, uint32_t vmid)
 	if (read_file(pidfile, 64, &b) == 0) {
 		b.data[strcspn(b.data, "\n")] = '\0';
 		struct proc_stat ps;
-		if (parse_ulong(b.data, 4194304, &v) == 0 && v > 0 && proc_stat_read((pid_t)v, &ps) == 0 &&
-		    cmdline_has_pidfile((pid_t)v, pidfile))
+		if (parse_ulong(b.data, 4194304, &v) == 0 && v > 0 &&
+		    proc_stat_read((pid_t)v, &ps) == 0 &&
+		    proc_cmdline_has((pid_t)v, "-pidfile", pidfile))
 			pid = (pid_t)v;
 	}
 	buf_free(&b);
@@ -90,4 +39,125 @@ char *
 qga_socket_path(const char *run_dir, uint32_t vmid)
 {
 	return xasprintf("%s/%u.qga", run_dir, vmid);
+}
+
+static int
+lxc_cmp(const void *a, const void *b)
+{
+	const struct lxc_running *x = a, *y = b;
+	return x->vmid < y->vmid ? -1 : x->vmid > y->vmid;
+}
+
+/* /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path"; a running
+ * container has LXC's command socket "@LXC_DIR/VMID/command" (PVE's
+ * list_active_containers reads the same). */
+int
+lxc_running_scan(const char *lxc_dir, struct lxc_running **out, size_t *n)
+{
+	struct buf b = { 0 };
+	struct lxc_running *v = NULL;
+	size_t nv = 0, dlen = strlen(lxc_dir);
+	char *save = NULL, *line;
+
+	*out = NULL;
+	*n = 0;
+	if (read_file("/proc/net/unix", 256 * 1024 * 1024, &b) < 0)
+		return -1;
+	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		unsigned long long inode;
+		char path[512], tail[16];
+		uint32_t vmid;
+		char *id, *slash;
+
+		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %llu %511s", &inode, path) != 2)
+			continue;
+		if (path[0] != '@' || strncmp(path + 1, lxc_dir, dlen) != 0 ||
+		    path[1 + dlen] != '/')
+			continue;
+		id = path + 2 + dlen;
+		slash = strchr(id, '/');
+		if (!slash || strcmp(slash, "/command") != 0)
+			continue;
+		snprintf(tail, sizeof tail, "%.*s", (int)(slash - id), id);
+		if (parse_vmid(tail, &vmid) < 0)
+			continue;
+		v = xreallocarray(v, nv + 1, sizeof *v);
+		v[nv].vmid = vmid;
+		v[nv].inode = inode ? inode : 1;
+		nv++;
+	}
+	buf_free(&b);
+	if (nv)
+		qsort(v, nv, sizeof *v, lxc_cmp);
+	*out = v;
+	*n = nv;
+	return 0;
+}
+
+uint64_t
+lxc_running_find(const struct lxc_running *v, size_t n, uint32_t vmid)
+{
+	struct lxc_running key = { .vmid = vmid }, *hit;
+
+	hit = n ? bsearch(&key, v, n, sizeof *v, lxc_cmp) : NULL;
+	return hit ? hit->inode : 0;
+}
+
+/* Looks for the CT's init in DIR/cgroup.procs, then in the cgroups below
+ * (a systemd container moves its init to DIR/init.scope). *first gets the
+ * first live process seen: the fallback for a CT without a pid namespace. */
+static pid_t
+cgroup_find_init(const char *dir, int depth, pid_t *first)
+{
+	char *procs = xasprintf("%s/cgroup.procs", dir);
+	struct buf b = { 0 };
+	pid_t found = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (read_file(procs, 16 * 1024 * 1024, &b) == 0) {
+		for (char *p = b.data, *next; *p && !found; p = next) {
+			unsigned long pid;
+			next = p + strcspn(p, "\n");
+			if (*next)
+				*next++ = '\0';
+			if (parse_ulong(p, 4194304, &pid) < 0 || !pid)
+				continue;
+			if (!*first && kill((pid_t)pid, 0) == 0)
+				*first = (pid_t)pid;
+			if (proc_is_ns_init((pid_t)pid))
+				found = (pid_t)pid;
+		}
+	}
+	buf_free(&b);
+	free(procs);
+	if (found || depth >= CGROUP_WALK_DEPTH || !(d = opendir(dir)))
+		return found;
+	while (!found && (de = readdir(d))) {
+		if ((de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) || de->d_name[0] == '.')
+			continue;
+		char *sub = xasprintf("%s/%s", dir, de->d_name);
+		found = cgroup_find_init(sub, depth + 1, first);
+		free(sub);
+	}
+	closedir(d);
+	return found;
+}
+
+/* The CT's init process, as "lxc-info -n VMID -p" reports it: the process
+ * that is pid 1 in the container. Proxmox (cgroup v2) keeps the container
+ * in lxc/VMID, its payload in lxc/VMID/ns. */
+pid_t
+lxc_init_pid(const char *cgroup_dir, uint32_t vmid)
+{
+	char *dirs[] = { xasprintf("%s/lxc/%u/ns", cgroup_dir, vmid),
+		         xasprintf("%s/lxc/%u", cgroup_dir, vmid) };
+	pid_t pid = 0, first = 0;
+
+	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+		if (!pid && !first)
+			pid = cgroup_find_init(dirs[i], 0, &first);
+		free(dirs[i]);
+	}
+	return pid ? pid : first;
 }

@@ -6,7 +6,10 @@
 #include <strings.h>
 
 #include "guestconf.h"
-#include "util.h"
+#include "alloc.h"
+#include "buf.h"
+#include "file.h"
+#include "parse.h"
 
 static const char *const nic_models[] = {
 	"e1000",  "e1000-82540em", "e1000-82544gc", "e1000-82545em", "e1000e",

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "buf.h"
 
 enum guest_type { GUEST_QEMU, GUEST_LXC };
 

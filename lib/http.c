@@ -11,7 +11,9 @@
 
 #include "http.h"
 #include "log.h"
-#include "util.h"
+#include "alloc.h"
+#include "clock.h"
+#include "parse.h"
 
 struct http {
 	CURL *curl;

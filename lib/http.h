@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "buf.h"
 
 enum http_result {
 	HTTP_OK = 0,  /* a response arrived; look at status */

@@ -15,7 +15,8 @@
 
 #include "log.h"
 #include "nl.h"
-#include "util.h"
+#include "alloc.h"
+#include "clock.h"
 
 /* The kernel fills dump messages up to 32 KiB when the reader's buffer is that large. */
 #define NL_BUFSIZE 32768

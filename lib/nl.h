@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ipfile.h"
+#include "ipaddr.h"
 
 #define NL_TIMEOUT_MS 5000
 

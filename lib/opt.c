@@ -4,9 +4,9 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "node.h"
 #include "opt.h"
-#include "util.h"
-#include "vmlist.h"
+#include "parse.h"
 
 static const char *usage_text = "";
 static const char *help_text;

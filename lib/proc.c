@@ -10,9 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "guest.h"
+#include "alloc.h"
+#include "clock.h"
 #include "proc.h"
-#include "util.h"
+#include "procfs.h"
 
 extern char **environ;
 

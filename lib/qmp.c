@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
+#include "clock.h"
 #include "qmp.h"
 
 enum { S_IDLE, S_OPEN, S_DONE };

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "usock.h"
-#include "util.h"
+#include "buf.h"
 
 #define QMP_QUERY_STATUS "{\"execute\":\"query-status\"}"
 

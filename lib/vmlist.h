@@ -7,8 +7,7 @@
 #include <stdint.h>
 
 #include "guestconf.h"
-
-#define NODE_NAME_MAX 64
+#include "node.h"
 
 struct vm_owner {
 	uint32_t vmid;
@@ -56,9 +55,6 @@ enum guest_event { GUEST_CREATE, GUEST_DESTROY, GUEST_MIGRATE_IN, GUEST_MIGRATE_
 /* "create", "destroy", "migrate-in", "migrate-out" */
 const char *guest_event_name(enum guest_event e);
 int guest_event_parse(const char *s, enum guest_event *e); /* 0 or -1 */
-
-/* A node name as pmxcfs accepts it (letters, digits, '-'; no leading '-'). */
-int node_name_valid(const char *s);
 
 /* PVE_DIR/nodes/NODE/{qemu-server,lxc}/VMID.conf */
 char *guest_conf_path(const char *pve_dir, const char *node, enum guest_type t, uint32_t vmid);

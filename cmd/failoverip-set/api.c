@@ -328,25 +328,3 @@ wait_within(struct ctx *c, int64_t ms)
 	sleep_ms(ms);
 	return 0;
 }
-
-int
-valid_ip(const char *s)
-{
-	unsigned char a[16];
-
-	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
-}
-
-int
-same_address(const char *a, const char *b)
-{
-	unsigned char x[16], y[16];
-
-	if (!a || !b)
-		return 0;
-	if (inet_pton(AF_INET, a, x) == 1 && inet_pton(AF_INET, b, y) == 1)
-		return memcmp(x, y, 4) == 0;
-	if (inet_pton(AF_INET6, a, x) == 1 && inet_pton(AF_INET6, b, y) == 1)
-		return memcmp(x, y, 16) == 0;
-	return strcmp(a, b) == 0;
-}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "ipaddr.h"
 
 struct provider;
 
@@ -170,8 +171,5 @@ void list_line(struct buf *out, const struct provider *p, const char *ip, const 
 /* Waits ms milliseconds, but not past the deadline; -1 when the deadline
  * came first. */
 int wait_within(struct ctx *c, int64_t ms);
-
-int same_address(const char *a, const char *b);
-int valid_ip(const char *s);
 
 #endif

@@ -271,7 +271,7 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 			if (!j || json_string_or_null(fo, "active_server_ip", &active) < 0)
 				log_warn("%s: %s: switched, but the reply shows no route", ip->text,
 				         c->cfg->peer);
-			else if (!same_address(active, dest))
+			else if (!ipaddr_same(active, dest))
 				log_warn("%s: %s: switched, but the reply shows it at %s", ip->text,
 				         c->cfg->peer, active ? active : "nowhere");
 			ip->state = ST_ROUTED;
@@ -323,8 +323,8 @@ const struct provider provider_hetzner = {
 	.batch = 0,
 	.dest6 = 1,
 	.check = check,
-	.valid_dest = valid_ip,
-	.same_dest = same_address,
+	.valid_dest = ipaddr_valid,
+	.same_dest = ipaddr_same,
 	.lookup = lookup,
 	.move = move,
 	.list = list,

@@ -1,7 +1,6 @@
 /* failoverip-set: route failover IPs to a server through the provider's API
  * (Online.net, Hetzner Robot, OVHcloud), reading the current route first and
  * moving only what is elsewhere. */
-#include <arpa/inet.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -88,35 +87,21 @@ parse_args(int argc, char **argv, struct opts *o)
 static struct fip *
 parse_ip(const char *arg)
 {
-	char addr[INET6_ADDRSTRLEN + 8], canon[INET6_ADDRSTRLEN];
-	unsigned char bin[16];
-	const char *slash = strchr(arg, '/');
-	size_t len = slash ? (size_t)(slash - arg) : strlen(arg);
-	unsigned long prefix = 0;
+	char canon[IPADDR_STRLEN];
+	struct ipaddr a;
 	struct fip *ip;
-	int family;
+	unsigned len;
+	int whole;
 
-	if (len >= sizeof addr)
+	if (ipaddr_parse_net(arg, &a, &len) < 0)
 		return NULL;
-	memcpy(addr, arg, len);
-	addr[len] = '\0';
-	if (inet_pton(AF_INET, addr, bin) == 1)
-		family = AF_INET;
-	else if (inet_pton(AF_INET6, addr, bin) == 1)
-		family = AF_INET6;
-	else
-		return NULL;
-	if (slash && parse_ulong(slash + 1, family == AF_INET ? 32 : 128, &prefix) < 0)
-		return NULL;
-	inet_ntop(family, bin, canon, sizeof canon);
-	if (slash && prefix == (family == AF_INET ? 32u : 128u))
-		slash = NULL;
-
+	ipaddr_format(&a, canon);
+	whole = len == (a.family == AF_INET ? 32u : 128u);
 	ip = xcalloc(1, sizeof *ip);
-	ip->family = family;
+	ip->family = a.family;
 	ip->addr = xstrdup(canon);
-	ip->prefix = slash ? (int)prefix : -1;
-	ip->text = slash ? xasprintf("%s/%lu", canon, prefix) : xstrdup(canon);
+	ip->prefix = whole ? -1 : (int)len;
+	ip->text = whole ? xstrdup(canon) : xasprintf("%s/%u", canon, len);
 	return ip;
 }
 

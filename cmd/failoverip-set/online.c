@@ -93,7 +93,7 @@ lookup(struct ctx *c, struct fip **ips, size_t n)
 			const json_t *e = json_array_get(entries, k);
 			const char *src, *dst;
 
-			if (entry_fields(e, &src, &dst) < 0 || !same_address(src, ips[i]->addr))
+			if (entry_fields(e, &src, &dst) < 0 || !ipaddr_same(src, ips[i]->addr))
 				continue;
 			fip_set_current(ips[i], dst);
 			found = 1;
@@ -205,7 +205,7 @@ list(struct ctx *c, struct buf *out)
 		const json_t *e = json_array_get(l, k);
 		const char *src, *dst;
 
-		if (entry_fields(e, &src, &dst) < 0 || !valid_ip(src))
+		if (entry_fields(e, &src, &dst) < 0 || !ipaddr_valid(src))
 			continue;
 		list_line(out, &provider_online, src, dst);
 	}
@@ -218,8 +218,8 @@ const struct provider provider_online = {
 	.default_url = "https://api.online.net/api/v1",
 	.batch = 1,
 	.check = check,
-	.valid_dest = valid_ip,
-	.same_dest = same_address,
+	.valid_dest = ipaddr_valid,
+	.same_dest = ipaddr_same,
 	.lookup = lookup,
 	.move = move,
 	.list = list,

@@ -463,16 +463,10 @@ list_block(struct buf *out, const char *block, const char *svc)
 static int
 valid_block(const char *s)
 {
-	char addr[64];
-	const char *slash = strchr(s, '/');
-	size_t len = slash ? (size_t)(slash - s) : strlen(s);
-	unsigned long prefix;
+	struct ipaddr net;
+	unsigned len;
 
-	if (len >= sizeof addr)
-		return 0;
-	memcpy(addr, s, len);
-	addr[len] = '\0';
-	return valid_ip(addr) && (!slash || parse_ulong(slash + 1, 128, &prefix) == 0);
+	return ipaddr_parse_net(s, &net, &len) == 0;
 }
 
 static int

@@ -12,6 +12,7 @@
 #include "opt.h"
 #include "qga-ping.h"
 #include "qga.h"
+#include "qgatarget.h"
 #include "util.h"
 
 #define PING_COMMAND "{\"execute\":\"guest-ping\"}"
@@ -194,6 +195,7 @@ main(int argc, char *argv[])
 	struct qga_target *targets;
 	size_t n;
 	int rc;
+	char err[512];
 
 	log_init("qga-ping");
 	opt_usage(usage_text, NULL);
@@ -202,8 +204,12 @@ main(int argc, char *argv[])
 		o.w.node = local_node_name();
 	if (o.watch)
 		return watch_run(&o.w);
-	n = qga_targets_get(o.all, o.w.pve_dir, o.w.node, o.w.qga_dir, argc - optind, argv + optind,
-	                    &targets);
+	rc = qga_targets_get(o.all, o.w.pve_dir, o.w.node, o.w.qga_dir, argc - optind, argv + optind,
+	                     &targets, &n, err, sizeof err);
+	if (rc == EXIT_USAGE)
+		usage_error("%s", err);
+	if (rc)
+		die(rc, "%s", err);
 	rc = ping_once(&o, targets, n);
 	qga_targets_free(targets, n);
 	return rc;

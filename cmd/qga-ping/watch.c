@@ -27,6 +27,7 @@
 #include "guestconf.h"
 #include "log.h"
 #include "notify.h"
+#include "procfs.h"
 #include "qga-ping.h"
 #include "qga.h"
 #include "qmp.h"

@@ -33,68 +33,6 @@ whole_secs(double s)
 }
 
 static int
-lxc_cmp(const void *a, const void *b)
-{
-	const struct lxc_running *x = a, *y = b;
-	return x->vmid < y->vmid ? -1 : x->vmid > y->vmid;
-}
-
-/* /proc/net/unix: "Num RefCount Protocol Flags Type St Inode Path"; a running
- * container has LXC's command socket "@LXC_DIR/VMID/command" (PVE's
- * list_active_containers reads the same). */
-int
-lxc_running_scan(const char *lxc_dir, struct lxc_running **out, size_t *n)
-{
-	struct buf b = { 0 };
-	struct lxc_running *v = NULL;
-	size_t nv = 0, dlen = strlen(lxc_dir);
-	char *save = NULL, *line;
-
-	*out = NULL;
-	*n = 0;
-	if (read_file("/proc/net/unix", 256 * 1024 * 1024, &b) < 0)
-		return -1;
-	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		unsigned long long inode;
-		char path[512], tail[16];
-		uint32_t vmid;
-		char *id, *slash;
-
-		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %llu %511s", &inode, path) != 2)
-			continue;
-		if (path[0] != '@' || strncmp(path + 1, lxc_dir, dlen) != 0 ||
-		    path[1 + dlen] != '/')
-			continue;
-		id = path + 2 + dlen;
-		slash = strchr(id, '/');
-		if (!slash || strcmp(slash, "/command") != 0)
-			continue;
-		snprintf(tail, sizeof tail, "%.*s", (int)(slash - id), id);
-		if (parse_vmid(tail, &vmid) < 0)
-			continue;
-		v = xreallocarray(v, nv + 1, sizeof *v);
-		v[nv].vmid = vmid;
-		v[nv].inode = inode ? inode : 1;
-		nv++;
-	}
-	buf_free(&b);
-	if (nv)
-		qsort(v, nv, sizeof *v, lxc_cmp);
-	*out = v;
-	*n = nv;
-	return 0;
-}
-
-uint64_t
-lxc_running_find(const struct lxc_running *v, size_t n, uint32_t vmid)
-{
-	struct lxc_running key = { .vmid = vmid }, *hit;
-
-	hit = n ? bsearch(&key, v, n, sizeof *v, lxc_cmp) : NULL;
-	return hit ? hit->inode : 0;
-}
-
-static int
 guest_running(const struct action_req *r)
 {
 	struct lxc_running *v;

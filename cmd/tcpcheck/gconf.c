@@ -166,7 +166,7 @@ set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 	}
 	switch (key->kind) {
 	case K_IP:
-		if (strlen(v) >= sizeof c->ip || parse_numeric_addr(v, &c->addr, &c->addrlen) < 0) {
+		if (strlen(v) >= sizeof c->ip || ipaddr_parse_scoped(v, &c->addr) < 0) {
 			snprintf(err, errlen, "ip: '%s' is not an IPv4 or IPv6 address", v);
 			return -1;
 		}

@@ -14,7 +14,6 @@
 #include "util.h"
 
 #define CONFIG_DIR_DEFAULT "/etc/pve/pvekit/tcpcheck"
-#define LXC_DIR_DEFAULT "/var/lib/lxc"
 
 enum {
 	OPT_ALL = 256,

@@ -23,7 +23,7 @@ struct endpoint {
 	int err;
 	const char *why; /* resolver error */
 	int64_t us;
-	char addr[64]; /* the address that answered (or the first one tried) */
+	char addr[IPADDR_STRLEN]; /* the address that answered (or the first one tried) */
 	int done;
 };
 
@@ -217,6 +217,7 @@ on_probe(struct probe *p)
 {
 	struct run *r = ((void **)p->user)[0];
 	struct endpoint *e = ((void **)p->user)[1];
+	struct ipaddr ip;
 
 	if (e->done)
 		return;
@@ -226,7 +227,8 @@ on_probe(struct probe *p)
 		e->result = p->state;
 		e->err = p->err;
 		e->us = p->elapsed_us;
-		sockaddr_host(&p->addr, e->addr, sizeof e->addr);
+		ipaddr_from_sockaddr((const struct sockaddr *)&p->addr, &ip);
+		ipaddr_format(&ip, e->addr);
 	}
 	if (p->state == PROBE_OPEN) {
 		for (size_t i = 0; i < e->nprobes; i++)
@@ -318,9 +320,9 @@ start_all(struct run *r, const struct resolved *res, size_t nres, void **ctx)
 		e->probes = xcalloc(e->nprobes, sizeof *e->probes);
 		for (struct addrinfo *a = h->ai; a; a = a->ai_next, k++) {
 			struct probe *p = &e->probes[k];
-			memcpy(&p->addr, a->ai_addr, a->ai_addrlen);
-			p->addrlen = a->ai_addrlen;
-			sockaddr_set_port(&p->addr, e->port);
+			struct ipaddr ip;
+			ipaddr_from_sockaddr(a->ai_addr, &ip);
+			p->addrlen = ipaddr_to_sockaddr(&ip, e->port, &p->addr);
 			p->deadline_ms = deadline;
 			p->done = on_probe;
 			p->user = &ctx[2 * i];

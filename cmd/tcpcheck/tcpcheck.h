@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "guest.h"
 #include "guestconf.h"
+#include "ipaddr.h"
 #include "vmlist.h"
 
 /* ---- heap.c: a binary min-heap of pointers, each element knowing its slot */
@@ -79,16 +81,6 @@ int prober_fd(const struct prober *pr);
 #define PROBE_FD_RESERVE 64
 const char *probe_state_name(enum probe_state s);
 
-/* ---- addr helpers (probe.c) */
-
-/* A numeric IPv4/IPv6 address (IPv6 may carry %scope) into sa; 0 or -1. */
-int parse_numeric_addr(const char *s, struct sockaddr_storage *sa, socklen_t *len);
-void sockaddr_set_port(struct sockaddr_storage *sa, uint16_t port);
-/* "1.2.3.4" / "::1" (no port, no brackets) */
-void sockaddr_host(const struct sockaddr_storage *sa, char *out, size_t outlen);
-/* 1..65535, digits only; 0 or -1 */
-int parse_port(const char *s, uint16_t *out);
-
 /* ---- oneshot.c */
 
 struct oneshot_opts {
@@ -106,9 +98,8 @@ int oneshot_main(const struct oneshot_opts *o, char **operands, int n);
 
 struct gconf {
 	int has_ip;
-	struct sockaddr_storage addr;
-	socklen_t addrlen;
-	char ip[64];
+	struct ipaddr addr;
+	char ip[64]; /* as written */
 	uint16_t portsall[MAX_PORTS], portsany[MAX_PORTS];
 	unsigned nall, nany;
 	double check_interval, fail_interval, fail_threshold, wait_interval;
@@ -165,16 +156,6 @@ struct action_req {
 pid_t action_spawn(const struct action_req *r, int *out, int *status);
 /* A one-line description of what the action runs, for messages. */
 void action_describe(const struct action_req *r, char *out, size_t outlen);
-
-/* Is this container running?  (PVE's check: LXC's abstract command socket
- * "@LXC_DIR/VMID/command" in /proc/net/unix.) Fills a sorted table of
- * vmid -> socket inode; 0 or -1. */
-struct lxc_running {
-	uint32_t vmid;
-	uint64_t inode;
-};
-int lxc_running_scan(const char *lxc_dir, struct lxc_running **out, size_t *n);
-uint64_t lxc_running_find(const struct lxc_running *v, size_t n, uint32_t vmid);
 
 /* ---- watch.c */
 

@@ -27,6 +27,7 @@
 #include "guest.h"
 #include "log.h"
 #include "notify.h"
+#include "procfs.h"
 #include "tcpcheck.h"
 #include "util.h"
 
@@ -705,10 +706,10 @@ start_check(struct guest *g, int64_t now)
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct probe *p = &g->probes[i];
-		memcpy(&p->addr, &g->conf.addr, sizeof p->addr);
-		p->addrlen = g->conf.addrlen;
-		sockaddr_set_port(&p->addr, i < g->conf.nall ? g->conf.portsall[i]
-		                                             : g->conf.portsany[i - g->conf.nall]);
+		p->addrlen = ipaddr_to_sockaddr(&g->conf.addr,
+		                                i < g->conf.nall ? g->conf.portsall[i]
+		                                                 : g->conf.portsany[i - g->conf.nall],
+		                                &p->addr);
 		p->deadline_ms = deadline;
 		p->done = on_probe;
 		p->user = g;
