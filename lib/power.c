@@ -12,7 +12,6 @@
 #include "util.h"
 
 #define KILL_AFTER_MS 5000
-#define STATUS_TIMEOUT_S 30
 #define QMP_TIMEOUT_MS 3000
 
 const char *
@@ -182,38 +181,37 @@ local_guest_free(struct local_guest *g)
 	memset(g, 0, sizeof *g);
 }
 
-/* "status: running" from pct status. */
+/* A container runs when LXC's command socket is listed. 1, 0, or -1. */
 static int
-pct_status(const struct local_guest *g, char *state, size_t len, char *why, size_t wlen)
+lxc_running(const char *lxc_dir, uint32_t vmid, char *why, size_t wlen)
 {
-	struct power_cmd c;
-	char vmid[16];
-	const char *args[] = { "status", vmid, NULL };
-	const char *p;
+	struct lxc_running *v;
+	size_t n;
+	int rc;
 
-	snprintf(vmid, sizeof vmid, "%u", g->vmid);
-	if (power_cmd_run(&c, g->type, args, STATUS_TIMEOUT_S) != 0) {
-		snprintf(why, wlen, "pct status %u: %s", g->vmid, c.last);
+	if (lxc_running_scan(lxc_dir, &v, &n) < 0) {
+		snprintf(why, wlen, "/proc/net/unix: %s", strerror(errno));
 		return -1;
 	}
-	if (!(p = strstr(c.output, "status: "))) {
-		snprintf(why, wlen, "pct status %u: no status in its output", g->vmid);
-		return -1;
-	}
-	p += strlen("status: ");
-	snprintf(state, len, "%.*s", (int)strcspn(p, " \r\n"), p);
-	return 0;
+	rc = lxc_running_find(v, n, vmid) != 0;
+	free(v);
+	return rc;
 }
 
 int
-power_state(const char *run_dir, const struct local_guest *g, char *state, size_t len, char *why,
-            size_t wlen)
+power_state(const char *run_dir, const char *lxc_dir, const struct local_guest *g, char *state,
+            size_t len, char *why, size_t wlen)
 {
 	const char *lock;
+	int rc;
 
 	why[0] = '\0';
-	if (g->type == GUEST_LXC)
-		return pct_status(g, state, len, why, wlen);
+	if (g->type == GUEST_LXC) {
+		if ((rc = lxc_running(lxc_dir, g->vmid, why, wlen)) < 0)
+			return -1;
+		snprintf(state, len, "%s", rc ? "running" : "stopped");
+		return 0;
+	}
 	if (qemu_running_pid(run_dir, g->vmid)) {
 		char *qmp = xasprintf("%s/%u.qmp", run_dir, g->vmid);
 		if (qmp_query_status(qmp, QMP_TIMEOUT_MS, state, len, why, wlen) != QMP_OK)
@@ -227,14 +225,11 @@ power_state(const char *run_dir, const struct local_guest *g, char *state, size_
 }
 
 int
-power_running(const char *run_dir, const struct local_guest *g, char *why, size_t wlen)
+power_running(const char *run_dir, const char *lxc_dir, const struct local_guest *g, char *why,
+              size_t wlen)
 {
-	char state[32];
-
 	why[0] = '\0';
 	if (g->type == GUEST_QEMU)
 		return qemu_running_pid(run_dir, g->vmid) != 0;
-	if (pct_status(g, state, sizeof state, why, wlen) < 0)
-		return -1;
-	return strcmp(state, "running") == 0;
+	return lxc_running(lxc_dir, g->vmid, why, wlen);
 }

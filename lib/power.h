@@ -61,13 +61,15 @@ void local_guest_free(struct local_guest *g);
  * stopped with lock: suspended, its RAM saved by qm suspend --todisk), or
  * for a QEMU guest whose monitor says so, QEMU's run state ("paused",
  * "prelaunch", "inmigrate", ...); a QEMU guest whose monitor does not
- * answer counts as "running". QEMU guests are checked as qemu-server does
- * (pid file, /proc, the monitor in RUN_DIR); containers through
- * "pct status". 0, or -1 with the reason in why. */
-int power_state(const char *run_dir, const struct local_guest *g, char *state, size_t len,
-                char *why, size_t wlen);
+ * answer counts as "running". Checked as Proxmox does, without forking
+ * qm or pct (lib/guest): QEMU by its pid file and the monitor in RUN_DIR,
+ * a container by LXC's command socket under LXC_DIR. 0, or -1 with the
+ * reason in why. */
+int power_state(const char *run_dir, const char *lxc_dir, const struct local_guest *g,
+                char *state, size_t len, char *why, size_t wlen);
 
 /* A quick yes/no: is it running (in any QEMU run state)? -1 when unknown. */
-int power_running(const char *run_dir, const struct local_guest *g, char *why, size_t wlen);
+int power_running(const char *run_dir, const char *lxc_dir, const struct local_guest *g,
+                  char *why, size_t wlen);
 
 #endif

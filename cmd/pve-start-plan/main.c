@@ -30,7 +30,15 @@
 #define ADDR_TRY_MS 2000
 #define ADDR_RETRY_MS 250
 
-enum { OPT_STRICT = 256, OPT_MAX_WAIT, OPT_PVE_DIR, OPT_NODE, OPT_RUN_DIR, OPT_CONFIG_DIR };
+enum {
+	OPT_STRICT = 256,
+	OPT_MAX_WAIT,
+	OPT_PVE_DIR,
+	OPT_NODE,
+	OPT_RUN_DIR,
+	OPT_LXC_DIR,
+	OPT_CONFIG_DIR
+};
 
 static const struct option long_options[] = {
 	{ "config", required_argument, NULL, 'c' },
@@ -41,6 +49,7 @@ static const struct option long_options[] = {
 	{ "pve-dir", required_argument, NULL, OPT_PVE_DIR },
 	{ "node", required_argument, NULL, OPT_NODE },
 	{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
+	{ "lxc-dir", required_argument, NULL, OPT_LXC_DIR },
 	{ "config-dir", required_argument, NULL, OPT_CONFIG_DIR },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -51,7 +60,8 @@ static const struct option long_options[] = {
 
 static const char usage_text[] =
     "usage: pve-start-plan [-nqv] [--strict] [-c FILE] [-t SECS] [--max-wait SECS]\n"
-    "                      [--pve-dir DIR] [--node NAME] [--run-dir DIR] [--config-dir DIR]\n";
+    "                      [--pve-dir DIR] [--node NAME] [--run-dir DIR] [--lxc-dir DIR]\n"
+    "                      [--config-dir DIR]\n";
 
 static const char help_text[] =
     "  -c, --config FILE   the plan (default /etc/pvekit/start-plan; - reads stdin)\n"
@@ -62,12 +72,13 @@ static const char help_text[] =
     "      --pve-dir DIR   the cluster file system (default /etc/pve)\n"
     "      --node NAME     this node (default: uname -n up to the first dot)\n"
     "      --run-dir DIR   pid files and agent sockets (default /var/run/qemu-server)\n"
+    "      --lxc-dir DIR   LXC's path, in its command sockets' names (default /var/lib/lxc)\n"
     "      --config-dir DIR  pvekit's cluster-wide folder (default /etc/pve/pvekit)\n"
     "  -q, --quiet         no warnings about skipped guests\n"
     "  -v, --verbose       say where addresses come from\n";
 
 struct opts {
-	const char *plan, *pve_dir, *node, *run_dir, *config_dir;
+	const char *plan, *pve_dir, *node, *run_dir, *lxc_dir, *config_dir;
 	double timeout, max_wait;
 	int dry_run, strict, quiet;
 };
@@ -107,6 +118,9 @@ parse_args(int argc, char *argv[], struct opts *o)
 			break;
 		case OPT_RUN_DIR:
 			o->run_dir = optarg;
+			break;
+		case OPT_LXC_DIR:
+			o->lxc_dir = optarg;
 			break;
 		case OPT_CONFIG_DIR:
 			o->config_dir = optarg;
@@ -198,7 +212,7 @@ start_select(const struct opts *o, const struct step *s, struct starting *st)
 			continue;
 		}
 		lg = (struct local_guest){ .vmid = g->vmid, .type = g->type, .conf = g->conf };
-		running = power_running(o->run_dir, &lg, why, sizeof why);
+		running = power_running(o->run_dir, o->lxc_dir, &lg, why, sizeof why);
 		if (running < 0)
 			log_warn("%s: %s; starting it anyway", step, why);
 		if (running > 0) {
@@ -638,6 +652,7 @@ main(int argc, char *argv[])
 	struct opts o = { .plan = PLAN_DEFAULT,
 		          .pve_dir = "/etc/pve",
 		          .run_dir = RUN_DIR_DEFAULT,
+		          .lxc_dir = LXC_DIR_DEFAULT,
 		          .config_dir = CONFIG_DIR_DEFAULT,
 		          .timeout = 300,
 		          .max_wait = 120 };

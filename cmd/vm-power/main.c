@@ -38,6 +38,7 @@ enum {
 	OPT_PVE_DIR,
 	OPT_NODE,
 	OPT_RUN_DIR,
+	OPT_LXC_DIR,
 	OPT_JOURNAL_SOCKET,
 };
 
@@ -51,6 +52,7 @@ static const struct option long_options[] = {
 	{ "pve-dir", required_argument, NULL, OPT_PVE_DIR },
 	{ "node", required_argument, NULL, OPT_NODE },
 	{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
+	{ "lxc-dir", required_argument, NULL, OPT_LXC_DIR },
 	{ "journal-socket", required_argument, NULL, OPT_JOURNAL_SOCKET },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -62,7 +64,8 @@ static const struct option long_options[] = {
 static const char usage_text[] =
     "usage: vm-power [-nv] --guests VMID[-VMID],... [--allow VERB,...] [--key-name NAME]\n"
     "                [--authorized-keys FILE] [-t SECS] [--timesync-wait SECS]\n"
-    "                [--pve-dir DIR] [--node NAME] [--run-dir DIR] [--journal-socket PATH]\n"
+    "                [--pve-dir DIR] [--node NAME] [--run-dir DIR] [--lxc-dir DIR]\n"
+    "                [--journal-socket PATH]\n"
     "       (as an ssh forced command; the client's command is VERB VMID)\n";
 
 static const char help_text[] =
@@ -77,6 +80,7 @@ static const char help_text[] =
     "      --pve-dir DIR       the cluster file system (default /etc/pve)\n"
     "      --node NAME         this node (default: uname -n up to the first dot)\n"
     "      --run-dir DIR       pid files and sockets (default /var/run/qemu-server)\n"
+    "      --lxc-dir DIR       LXC's path, in its command sockets' names (default /var/lib/lxc)\n"
     "      --journal-socket PATH  journald's native socket (default " JOURNAL_SOCKET ")\n"
     "  -n, --dry-run           say what would run, run nothing\n";
 
@@ -88,7 +92,7 @@ struct opts {
 	unsigned allow; /* a bit per verb */
 	struct range *guests;
 	size_t nguests;
-	const char *key_name, *authorized_keys, *pve_dir, *node, *run_dir, *journal;
+	const char *key_name, *authorized_keys, *pve_dir, *node, *run_dir, *lxc_dir, *journal;
 	double timeout, timesync_wait;
 	int dry_run;
 };
@@ -172,6 +176,9 @@ parse_args(int argc, char *argv[], struct opts *o)
 			break;
 		case OPT_RUN_DIR:
 			o->run_dir = optarg;
+			break;
+		case OPT_LXC_DIR:
+			o->lxc_dir = optarg;
 			break;
 		case OPT_JOURNAL_SOCKET:
 			o->journal = optarg;
@@ -351,7 +358,7 @@ act(const struct opts *o, enum verb v, const struct local_guest *g)
 	int resumed;
 
 	snprintf(vmid, sizeof vmid, "%u", g->vmid);
-	if (power_state(o->run_dir, g, state, sizeof state, why, sizeof why) < 0) {
+	if (power_state(o->run_dir, o->lxc_dir, g, state, sizeof state, why, sizeof why) < 0) {
 		audit.outcome = "failed";
 		snprintf(audit.detail, sizeof audit.detail, "%s", why);
 		printf("%s %u failed\n", verb_names[v], g->vmid);
@@ -403,6 +410,7 @@ main(int argc, char *argv[])
 	struct opts o = { .allow = 1u << V_STATUS,
 		          .pve_dir = "/etc/pve",
 		          .run_dir = RUN_DIR_DEFAULT,
+		          .lxc_dir = LXC_DIR_DEFAULT,
 		          .journal = JOURNAL_SOCKET,
 		          .timeout = 600,
 		          .timesync_wait = 60 };

@@ -57,8 +57,8 @@ start_sshd() {
 # authorize OPTIONS...: the key's line, with vm-power and OPTIONS as its
 # forced command
 authorize() {
-	printf 'restrict,command="vm-power %s --pve-dir %s --node pve1 --run-dir %s --journal-socket %s" %s\n' \
-		"$*" "$PVE" "$RUN" "$T/journal.sock" "$(cat "$S/id.pub")" >"$S/authorized_keys"
+	printf 'restrict,command="vm-power %s --pve-dir %s --node pve1 --run-dir %s --lxc-dir %s --journal-socket %s" %s\n' \
+		"$*" "$PVE" "$RUN" "$T/lxc" "$T/journal.sock" "$(cat "$S/id.pub")" >"$S/authorized_keys"
 }
 
 # vmssh [COMMAND]: what a script in a guest runs
@@ -187,9 +187,13 @@ qm start 103"
 
 	run -77 --separate-stderr vmssh hibernate 200
 	assert_equal "$stderr" "vm-power: refused: guest 200 is a container: containers cannot hibernate"
+	run -0 vmssh status 200
+	assert_output "status 200 stopped"
 	run -0 vmssh start 200
 	assert_output "start 200 ok"
 	assert_equal "$(tail -n1 "$T/calls")" "pct start 200"
+	run -0 vmssh status 200
+	assert_output "status 200 running"
 }
 
 @test "vm-power: a failing qm is reported in one line with its reason (exit 1)" {
