@@ -203,11 +203,11 @@ power_state(const char *run_dir, const char *lxc_dir, const struct local_guest *
             size_t len, char *why, size_t wlen)
 {
 	const char *lock;
-	int rc;
 
 	why[0] = '\0';
 	if (g->type == GUEST_LXC) {
-		if ((rc = lxc_running(lxc_dir, g->vmid, why, wlen)) < 0)
+		int rc = lxc_running(lxc_dir, g->vmid, why, wlen);
+		if (rc < 0)
 			return -1;
 		snprintf(state, len, "%s", rc ? "running" : "stopped");
 		return 0;
