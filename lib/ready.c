@@ -18,6 +18,7 @@ ready_agent(struct ready *t, const char *path)
 	memset(t, 0, sizeof *t);
 	t->agent = path;
 	t->fd = -1;
+	t->result = QGA_PENDING;
 }
 
 void
@@ -29,6 +30,7 @@ ready_port(struct ready *t, const struct sockaddr *sa, socklen_t len)
 	memcpy(&t->addr, sa, len);
 	t->addrlen = len;
 	t->fd = -1;
+	t->result = QGA_PENDING;
 }
 
 static void
@@ -38,14 +40,26 @@ try_end(struct ready *t, int ok, int64_t now, int64_t t0)
 		close(t->fd);
 	t->fd = -1;
 	t->busy = 0;
+	t->timed_out = !ok && now >= t->try_end;
 	if (ok) {
 		t->ok = 1;
 		t->ms = now - t0;
+		t->rtt_us = t->agent ? t->call.elapsed_us : (mono_us() - t->try_start_us);
 		t->why[0] = '\0';
 	}
 	/* At once after a try that used its time, else retry_ms after its start. */
 	if (t->next_try < now)
 		t->next_try = now;
+}
+
+static void
+agent_done(struct ready *t, int64_t now, int64_t t0)
+{
+	snprintf(t->why, sizeof t->why, "%s", t->call.detail);
+	t->result = t->call.result;
+	try_end(t, t->call.result == QGA_OK, now, t0);
+	if (t->call.result == QGA_TIMEOUT)
+		t->timed_out = 1;
 }
 
 static void
@@ -61,6 +75,7 @@ try_start(struct ready *t, int64_t now, int64_t end, int try_ms, int retry_ms, i
 	t->tries++;
 	t->busy = 1;
 	t->try_start = now;
+	t->try_start_us = mono_us();
 	t->try_end = now + try_ms < end ? now + try_ms : end;
 	t->next_try = now + retry_ms;
 	if (t->agent) {
@@ -68,10 +83,8 @@ try_start(struct ready *t, int64_t now, int64_t end, int try_ms, int retry_ms, i
 			qga_call_init(&t->call, t->agent, PING, try_ms);
 		t->call.timeout_ms = (int)(t->try_end - now);
 		qga_call_start(&t->call, now);
-		if (qga_call_done(&t->call)) {
-			snprintf(t->why, sizeof t->why, "%s", t->call.detail);
-			try_end(t, t->call.result == QGA_OK, now, t0);
-		}
+		if (qga_call_done(&t->call))
+			agent_done(t, now, t0);
 		return;
 	}
 	t->fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -109,12 +122,12 @@ try_step(struct ready *t, short revents, int64_t now, int64_t t0)
 		if (revents || qga_call_wakeup(&t->call) <= now)
 			qga_call_step(&t->call, revents, now);
 		if (qga_call_done(&t->call)) {
-			snprintf(t->why, sizeof t->why, "%s", t->call.detail);
-			try_end(t, t->call.result == QGA_OK, now, t0);
+			agent_done(t, now, t0);
 		} else if (now >= t->try_end) {
 			usock_close(&t->call.sock);
 			snprintf(t->why, sizeof t->why, "%s: no reply in %lld ms", t->agent,
 			         (long long)(now - t->try_start));
+			t->result = QGA_TIMEOUT;
 			try_end(t, 0, now, t0);
 		}
 		return;
@@ -132,6 +145,31 @@ try_step(struct ready *t, short revents, int64_t now, int64_t t0)
 		snprintf(t->why, sizeof t->why, "no answer in %lld ms",
 		         (long long)(now - t->try_start));
 		try_end(t, 0, now, t0);
+	}
+}
+
+/* A target of a group that is ready makes the others ready, their tries
+ * dropped. */
+static void
+group_done(struct ready *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!t[i].ok || !t[i].group)
+			continue;
+		for (size_t k = 0; k < n; k++) {
+			if (t[k].ok || t[k].group != t[i].group)
+				continue;
+			if (t[k].fd >= 0)
+				close(t[k].fd);
+			t[k].fd = -1;
+			if (t[k].agent)
+				usock_close(&t[k].call.sock);
+			t[k].busy = 0;
+			t[k].ok = 1;
+			t[k].ms = t[i].ms;
+			t[k].rtt_us = t[i].rtt_us;
+			t[k].why[0] = '\0';
+		}
 	}
 }
 
@@ -183,6 +221,7 @@ ready_wait(struct ready *t, size_t n, int64_t wait_ms, int try_ms, int retry_ms)
 		for (size_t i = 0; i < n; i++)
 			if (t[i].busy && try_wakeup(&t[i]) <= now)
 				try_step(&t[i], 0, now, t0);
+		group_done(t, n);
 		left = 0;
 		for (size_t i = 0; i < n; i++)
 			left += !t[i].ok;
@@ -192,6 +231,11 @@ ready_wait(struct ready *t, size_t n, int64_t wait_ms, int try_ms, int retry_ms)
 			snprintf(t[i].why, sizeof t[i].why, "%s%sno answer before the deadline",
 			         t[i].agent ? t[i].agent : "", t[i].agent ? ": " : "");
 			t[i].busy = 0;
+			t[i].timed_out = 1;
+			if (t[i].agent)
+				t[i].result = QGA_TIMEOUT;
+		} else if (!t[i].ok && !t[i].why[0]) {
+			snprintf(t[i].why, sizeof t[i].why, "no time for a try");
 		}
 		if (t[i].fd >= 0)
 			close(t[i].fd);

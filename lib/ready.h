@@ -23,14 +23,20 @@ struct ready {
 	const char *agent;           /* agent socket path, or NULL for a port */
 	struct sockaddr_storage addr; /* the port's address */
 	socklen_t addrlen;
+	/* Targets with the same group above 0 are one: when one is ready, all
+	 * are (a name with several addresses is up when one of them answers). */
+	unsigned group;
 	/* results */
 	int ok;             /* ready */
 	int64_t ms;         /* when it became ready, in ms after the wait began */
+	int64_t rtt_us;     /* the round trip of the try that succeeded */
 	unsigned tries;
+	int timed_out;      /* its last try got no answer in its time */
+	int result;         /* agents: the enum qga_result of its last try */
 	char why[256];      /* why it was not ready at its last try */
 	/* private */
 	int busy, fd;
-	int64_t try_start, next_try, try_end;
+	int64_t try_start, try_start_us, next_try, try_end;
 	struct qga_call call;
 };
 
