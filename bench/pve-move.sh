@@ -142,11 +142,11 @@ data=$((SIZE_MB / 2 * 1048576))
 for fmt in raw qcow2; do
 	file=$T/half.$fmt
 	echo "== ${SIZE_MB} MiB $fmt image, half of it data ($(mib "$data")), dir to dir"
-	read -r ours_s ours_b ours_how < <(move_one "$fmt" "$file" ssh) || exit 1
-	read -r here_s here_b here_how < <(move_one "$fmt" "$file" local) || exit 1
-	read -r pm_s pm_b pm_t < <(proxmove_mv "$file")
-	read -r pc_s pc_b pc_t < <(proxmove_convert "$file" "$fmt")
-	read -r cat_s cat_b < <(ssh_cat "$file")
+	move_one "$fmt" "$file" ssh >"$T/res" || exit 1; read -r ours_s ours_b ours_how <"$T/res"
+	move_one "$fmt" "$file" local >"$T/res" || exit 1; read -r here_s here_b here_how <"$T/res"
+	proxmove_mv "$file" >"$T/res"; read -r pm_s pm_b pm_t <"$T/res"
+	proxmove_convert "$file" "$fmt" >"$T/res"; read -r pc_s pc_b pc_t <"$T/res"
+	ssh_cat "$file" >"$T/res"; read -r cat_s cat_b <"$T/res"
 	printf '  pve-move, source over ssh (%s):   %6ss  target %s, temp 0\n' "$ours_how" "$ours_s" "$(mib "$ours_b")"
 	printf '  pve-move, run on the source (%s): %6ss  target %s, temp 0\n' "$here_how" "$here_s" "$(mib "$here_b")"
 	printf '  proxmove rsync to temp + mv:        %6ss  target %s, temp %s\n' "$pm_s" "$(mib "$pm_b")" "$(mib "$pm_t")"
@@ -162,9 +162,9 @@ python3 -c 'import os,sys
 with open(sys.argv[1],"wb") as f:
     for _ in range(1024): f.write(os.urandom(1<<20))' "$T/rand.raw"
 SIZE_MB=1024
-read -r r_s r_b r_how < <(move_one raw "$T/rand.raw" ssh) || exit 1
-read -r rh_s rh_b rh_how < <(move_one raw "$T/rand.raw" local) || exit 1
-read -r c_s c_b < <(ssh_cat "$T/rand.raw")
+move_one raw "$T/rand.raw" ssh >"$T/res" || exit 1; read -r r_s r_b r_how <"$T/res"
+move_one raw "$T/rand.raw" local >"$T/res" || exit 1; read -r rh_s rh_b rh_how <"$T/res"
+ssh_cat "$T/rand.raw" >"$T/res"; read -r c_s c_b <"$T/res"
 printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s\n' "$r_how" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  pve-move, run on the source (%s): %6ss  %s MiB/s\n' "$rh_how" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  ssh cat > file:                     %6ss  %s MiB/s\n' "$c_s" "$(awk -v s="$c_s" 'BEGIN { printf "%.0f", 1024 / s }')"

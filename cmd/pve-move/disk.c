@@ -12,6 +12,7 @@
  *           delta (send -i) after the stop, resumed from the receive token,
  *           the guids compared, both snapshots destroyed; never send -R. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,12 +384,18 @@ stream_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
 	/* a fresh thin file: zero blocks are skipped, not written */
 	char *dcmd = xasprintf("exec dd of=%s bs=4M iflag=fullblock status=none%s", dq,
 	                       strcmp(v->dst_stype, "lvm") ? " conv=sparse" : "");
-	struct pipe_cmd pc = { 0 };
+	struct pipe_cmd pc = { .src_fd = -1 };
 	int rc;
 
 	pc.src_argv = host_argv(&sh, scmd, NULL);
 	pc.dst_argv = host_argv(&dh, dcmd, NULL);
 	pc.idle_ms = IDLE_MS;
+	pc.src_fd = sh.target ? -1 : open(v->path, O_RDONLY | O_CLOEXEC);
+	if (!sh.target && pc.src_fd < 0) {
+		log_err("%s %s: %s: %s", g->name, v->key, v->path, strerror(errno));
+		rc = -1;
+		goto out;
+	}
 	rc = relay_pipe(&pc, pr);
 	if (rc < 0) {
 		if (pc.why[0])
@@ -398,6 +405,7 @@ stream_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
 		else
 			log_err("%s %s: target: %s", g->name, v->key, first_line_of(&pc.dst_err, "the command"));
 	}
+out:
 	argv_free(pc.src_argv);
 	argv_free(pc.dst_argv);
 	buf_free(&pc.src_err);

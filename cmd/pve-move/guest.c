@@ -319,9 +319,10 @@ resolve_vol(struct move *m, struct guest *g, struct vol *v, json_t *src_st, json
 	v->src_rc = rc_storage(&m->rc, m->src_alias, v->storage, g->node);
 	v->dst_rc = rc_storage(&m->rc, m->dst_alias, dst, m->node);
 	if (!v->src_rc || !v->dst_rc) {
-		log_err("%s: no [storage:%s:%s] section in %s: pve-move needs ssh= to reach it",
+		log_err("%s: no [storage:%s:%s] section: pve-move needs it (ssh=) to reach the "
+		        "storage",
 		        m->rc.file, v->src_rc ? m->dst_alias : m->src_alias,
-		        v->src_rc ? dst : v->storage, m->rc.file);
+		        v->src_rc ? dst : v->storage);
 		*code = EXIT_CONFIG;
 		return -1;
 	}

@@ -58,9 +58,9 @@ const struct rc_cluster *rc_cluster(const struct rc *rc, const char *alias);
  * [storage:ALIAS:NAME]; NULL when neither is there. */
 const struct rc_storage *rc_storage(const struct rc *rc, const char *alias, const char *name,
                                     const char *node);
-/* The configparser reader itself, exported for the tests' sake: one
- * callback per (section, key, value) in file order, after DEFAULT merging;
- * 0, or -1 with a message in err. */
+/* The configparser reader: per section in file order, one callback with
+ * key NULL (the section itself), then one per (key, value), DEFAULT's
+ * keys merged in; 0, or -1 with a message in err. */
 struct ini_item {
 	const char *section, *key, *value;
 	int line;
@@ -152,6 +152,7 @@ void progress_show(struct progress *p, int force);
  * Returns 0 when both exited 0. */
 struct pipe_cmd {
 	char **src_argv, **dst_argv;
+	int src_fd; /* >= 0: read this file here instead of running src_argv */
 	int64_t idle_ms; /* no byte for this long: give up */
 	/* filled in */
 	struct buf src_err, dst_err;

@@ -220,7 +220,9 @@ ini_parse(const char *text, size_t len, int (*cb)(const struct ini_item *, void 
 	}
 	for (size_t i = 0; i < nsects && rc == 0; i++) {
 		struct sect *s = &sects[i];
+		struct ini_item head = { s->name, NULL, NULL, s->line };
 
+		rc = cb(&head, arg); /* the section itself, keys or not */
 		for (size_t j = 0; j < s->nopts && rc == 0; j++) {
 			struct ini_item it = { s->name, s->opts[j].key,
 				               s->opts[j].val.data ? s->opts[j].val.data : "",
@@ -349,7 +351,9 @@ on_item(const struct ini_item *it, void *arg)
 			c = &rc->clusters[rc->nclusters++];
 			*c = (struct rc_cluster){ .alias = xstrdup(rest), .line = it->line, .port = 8006 };
 		}
-		if (strcmp(it->key, "api") == 0) {
+		if (!it->key) {
+			/* the section alone: made above */
+		} else if (strcmp(it->key, "api") == 0) {
 			parse_api(rc, c, it->value, it->line, &ld->has_secret);
 		} else if (strcmp(it->key, "token") == 0) {
 			const char *eq = strchr(it->value, '='), *bang = strchr(it->value, '!');
@@ -403,7 +407,9 @@ on_item(const struct ini_item *it, void *arg)
 				                  .node = node ? xstrdup(node) : NULL,
 				                  .line = it->line };
 		}
-		if (strcmp(it->key, "ssh") == 0) {
+		if (!it->key) {
+			/* the section alone: a storage on this host */
+		} else if (strcmp(it->key, "ssh") == 0) {
 			const char *colon = strrchr(it->value, ':');
 			unsigned long port;
 
