@@ -287,7 +287,9 @@ nbd_session(struct move *m, struct guest *g, struct vol *v, const char *dpath, e
 		char *qu = shq(url), *qd = shq(ddir), *qs = shq(dsock), *work;
 
 		if (job == NBD_CONVERT)
-			work = xasprintf("qemu-img convert -p -n%s -f raw -O %s %s %s",
+			/* -W: writes in any order, so that requests in flight
+			 * through the tunnels overlap */
+			work = xasprintf("qemu-img convert -p -n -W%s -f raw -O %s %s %s",
 			                 zero ? " --target-is-zero" : "", v->dst_format, qu, dq);
 		else
 			work = xasprintf("qemu-img compare -f raw -F %s %s %s", v->dst_format, qu,
@@ -433,7 +435,7 @@ dry_commands(struct move *m, struct guest *g, struct vol *v)
 		plan(m, "on %s: %s%sqemu-nbd --read-only --persistent --format=%s --socket=DIR/nbd.sock %s",
 		     s, is_lvm(v->stype) ? "lvchange -ay " : "", is_lvm(v->stype) ? "...; " : "",
 		     v->format, sp);
-		plan(m, "on %s: qemu-img convert -p -n%s -f raw -O %s nbd+unix:///?socket=DIR/nbd.sock "
+		plan(m, "on %s: qemu-img convert -p -n -W%s -f raw -O %s nbd+unix:///?socket=DIR/nbd.sock "
 		        "TARGET (forwarded by ssh -L/-R through pve-move; a dense raw or qcow2 file may "
 		        "go as a plain dd stream instead)",
 		     d, strcmp(v->dst_stype, "lvm") ? " --target-is-zero" : "", v->dst_format);

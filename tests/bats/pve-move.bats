@@ -116,7 +116,7 @@ EOF
 	assert_line 'PUT src /nodes/pve1/qemu/100/config name=web1--CLONING'
 	assert_line --partial 'POST dst /nodes/pve3/storage/local/content vmid=100 filename=vm-100-disk-N.qcow2 size=65536 format=qcow2'
 	assert_line --partial 'on root@src-host: qemu-nbd --read-only'
-	assert_line --partial 'on root@dst-host: qemu-img convert -p -n --target-is-zero'
+	assert_line --partial 'on root@dst-host: qemu-img convert -p -n -W --target-is-zero'
 	assert_line --partial 'on root@dst-host: qemu-img compare'
 	assert_line --partial 'PUT dst /nodes/pve3/qemu/100/config name=web1'
 	assert_line --partial 'PUT src /nodes/pve1/qemu/100/config name=web1--MIGRATED&onboot=0'
@@ -162,7 +162,7 @@ EOF
 	[ -z "$(ls "$T/state")" ]
 }
 
-@test "the qcow2 disk crossed once as a stream, the sparse raw ones through NBD without their zeros" {
+@test "a sparse raw disk crosses through NBD without its zeros, and none are written to a thin target" {
 	pm_image "$T/src/local/images/101/vm-101-disk-0.raw" raw 256M 0:2M:0x61 200M:2M:0x62
 	pm_guest src 101 qemu pve1 stopped "name: db1
 scsi0: local:101/vm-101-disk-0.raw,size=256M
@@ -506,4 +506,20 @@ scsi0: tank:vm-100-disk-0,size=8M"
 	[[ $stderr == *"web1 efidisk0: --skip-disks: not copied, not set"* ]]
 	[ "$(pm_status dst 100)" = stopped ]
 	[ -z "$(ls "$T/dst/local/images/100" 2>/dev/null | grep disk)" ]
+}
+
+@test "a storage section without ssh= is this host: the source read here, no ssh to it" {
+	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 16M 0:16M:0x66
+	pm_image "$T/src/local/images/100/vm-100-disk-1.raw" raw 16M 0:1M:0x67
+	pm_guest src 100 qemu pve1 stopped "name: h1
+scsi0: local:100/vm-100-disk-0.raw,size=16M
+scsi1: local:100/vm-100-disk-1.raw,size=16M"
+	sed -i '/^\[storage:src:local\]/{n;d}' "$T/rc"
+	run -0 --separate-stderr pm_run --debug src dst pve3 local h1 --skip-start
+	# the dense disk as a stream, the sparse one through NBD, both from here
+	[[ $stderr == *"h1 scsi0: copying"*"by stream"* ]]
+	[[ $stderr == *"h1 scsi1: copying"*"by nbd"* ]]
+	refute grep -q 'root@src-host' <<<"$stderr"
+	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-0.raw" "$T/dst/local/images/100/vm-100-disk-0.raw"
+	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-1.raw" "$T/dst/local/images/100/vm-100-disk-1.raw"
 }
