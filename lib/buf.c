@@ -81,3 +81,25 @@ buf_free(struct buf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 }
+
+void
+buf_take_lines(struct buf *b, size_t max, int flush, void (*fn)(void *ctx, const char *line, size_t len),
+               void *ctx)
+{
+	size_t off = 0;
+
+	while (off < b->len) {
+		char *nl = memchr(b->data + off, '\n', b->len - off);
+		size_t n = nl ? (size_t)(nl - (b->data + off)) : b->len - off;
+
+		if (!nl && n < max && !flush)
+			break;
+		if (n > max)
+			n = max;
+		fn(ctx, b->data + off, n);
+		off += n;
+		if (off < b->len && b->data[off] == '\n')
+			off++;
+	}
+	buf_consume(b, off);
+}

@@ -38,17 +38,34 @@ read_full(int fd, void *p, size_t len)
 	return got;
 }
 
+/* In the command's child: its group, descriptors and signals. 0 or -1. */
+static int
+child_setup(const struct proc_spec *s, const int fd[3])
+{
+	sigset_t none;
+
+	if ((s->group == PROC_NEW_GROUP && setpgid(0, 0) < 0) ||
+	    (s->group == PROC_NEW_SESSION && setsid() < 0))
+		return -1;
+	for (int i = 0; i < 3; i++)
+		if (fd[i] >= 0 && dup2(fd[i], i) < 0)
+			return -1;
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	return 0;
+}
+
 /* Starts the command; 0, or the errno of a failed start. vfork(): the
  * supervisor waits until the child has exec'd (or failed, which it leaves
  * in *err), and a large caller's page tables are not copied twice. The
  * supervisor has every signal blocked and no handlers, so nothing runs in
- * the shared memory but this. */
+ * the shared memory but this. A function runs in a fork()ed child. */
 static int
 spawn_command(const struct proc_spec *s, pid_t *pid)
 {
 	int want[3] = { s->fd_in, s->fd_out, s->fd_err }, fd[3] = { -1, -1, -1 };
 	volatile int err = 0;
-	sigset_t none;
 
 	/* Copies above the standard fds first, so fd_err may name our fd 1. */
 	for (int i = 0; i < 3; i++) {
@@ -59,18 +76,19 @@ spawn_command(const struct proc_spec *s, pid_t *pid)
 		if (want[i] != PROC_INHERIT && fd[i] < 0)
 			err = errno;
 	}
-	sigemptyset(&none);
-	if (!err && (*pid = vfork()) == 0) {
-		if ((s->group == PROC_NEW_GROUP && setpgid(0, 0) < 0) ||
-		    (s->group == PROC_NEW_SESSION && setsid() < 0))
-			goto fail;
-		for (int i = 0; i < 3; i++)
-			if (fd[i] >= 0 && dup2(fd[i], i) < 0)
-				goto fail;
-		signal(SIGPIPE, SIG_DFL);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		execve(s->path, s->argv, s->envp ? s->envp : environ);
-	fail:
+	if (!err && s->fn && (*pid = fork()) == 0) {
+		if (child_setup(s, fd) < 0)
+			_exit(127);
+		_exit(s->fn(s->arg));
+	} else if (!err && !s->fn && (*pid = vfork()) == 0) {
+		char *const *envp = s->envp ? s->envp : environ;
+
+		if (child_setup(s, fd) == 0) {
+			if (s->search_path)
+				execvpe(s->path, s->argv, envp);
+			else
+				execve(s->path, s->argv, envp);
+		}
 		err = errno;
 		_exit(127);
 	}
@@ -184,7 +202,7 @@ supervise(const struct proc_spec *s, int status_fd, pid_t caller)
 {
 	struct proc_status st = { 0 };
 	int64_t start = mono_ms(), deadline = -1, kill_at = -1, now;
-	int keep[4] = { status_fd, s->fd_in, s->fd_out, s->fd_err };
+	int keep[5] = { status_fd, s->fd_in, s->fd_out, s->fd_err, s->fd_keep > 2 ? s->fd_keep : -1 };
 	int main_done = 0, stopping = 0;
 	sigset_t waitset;
 	pid_t cmd = -1;
@@ -195,7 +213,7 @@ supervise(const struct proc_spec *s, int status_fd, pid_t caller)
 		raise(SIGTERM); /* blocked: seen below as an abort */
 	drop_handlers();
 	signal(SIGCHLD, SIG_DFL);
-	close_callers_fds(keep, 4);
+	close_callers_fds(keep, ARRAY_LEN(keep));
 	if (s->timeout_ms > 0)
 		deadline = start + s->timeout_ms;
 
@@ -205,7 +223,8 @@ supervise(const struct proc_spec *s, int status_fd, pid_t caller)
 		st.wstatus = 127 << 8; /* could not even fork */
 		goto report;
 	}
-	for (int i = 1; i < 4; i++)
+	/* The command has its copies: ours would keep its pipes from ending. */
+	for (size_t i = 1; i < ARRAY_LEN(keep); i++)
 		if (keep[i] >= 0)
 			close(keep[i]);
 
@@ -257,15 +276,49 @@ report:
 	_exit(0);
 }
 
+static void
+close_pair(int fd[2])
+{
+	for (int i = 0; i < 2; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+}
+
+/* The PROC_PIPE and PROC_TO_OUT descriptors of s, as pipes: *run is s with
+ * the write ends in their place. 0, or -1 with errno. */
+static int
+make_pipes(const struct proc_spec *s, struct proc_spec *run, int out[2], int err[2])
+{
+	*run = *s;
+	if (s->fd_out == PROC_PIPE) {
+		if (pipe2(out, O_CLOEXEC) < 0)
+			return -1;
+		run->fd_out = out[1];
+	}
+	if (s->fd_err == PROC_PIPE) {
+		if (pipe2(err, O_CLOEXEC) < 0)
+			return -1;
+		run->fd_err = err[1];
+	} else if (s->fd_err == PROC_TO_OUT) {
+		run->fd_err = run->fd_out == PROC_INHERIT ? STDOUT_FILENO : run->fd_out;
+	}
+	return 0;
+}
+
 int
 proc_spawn(struct proc *p, const struct proc_spec *s)
 {
+	struct proc_spec run;
 	sigset_t all, old;
-	pid_t caller = getpid(), pid;
-	int fd[2], e;
+	pid_t caller = getpid(), pid = -1;
+	int fd[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 }, e;
 
-	if (pipe2(fd, O_CLOEXEC) < 0)
-		return -1;
+	p->fd = p->out = p->err = -1;
+	if (make_pipes(s, &run, out, err) < 0 || pipe2(fd, O_CLOEXEC) < 0)
+		goto fail;
+	/* A function child starts with a copy of our stdio buffers. */
+	if (s->fn)
+		fflush(NULL);
 	/* The supervisor keeps every signal blocked and takes SIGCHLD and
 	 * SIGTERM with sigtimedwait(); nothing may slip in before that. */
 	sigfillset(&all);
@@ -273,19 +326,34 @@ proc_spawn(struct proc *p, const struct proc_spec *s)
 	pid = fork();
 	if (pid == 0) {
 		close(fd[0]);
-		supervise(s, fd[1], caller);
+		supervise(&run, fd[1], caller);
 	}
 	e = errno;
 	sigprocmask(SIG_SETMASK, &old, NULL);
+	errno = e;
+	if (pid < 0)
+		goto fail;
 	close(fd[1]);
-	if (pid < 0) {
-		close(fd[0]);
-		errno = e;
-		return -1;
-	}
+	if (out[1] >= 0)
+		close(out[1]);
+	if (err[1] >= 0)
+		close(err[1]);
 	p->pid = pid;
 	p->fd = fd[0];
+	p->out = out[0];
+	p->err = err[0];
+	if (p->out >= 0)
+		fcntl(p->out, F_SETFL, O_NONBLOCK);
+	if (p->err >= 0)
+		fcntl(p->err, F_SETFL, O_NONBLOCK);
 	return 0;
+fail:
+	e = errno;
+	close_pair(fd);
+	close_pair(out);
+	close_pair(err);
+	errno = e;
+	return -1;
 }
 
 void
@@ -322,6 +390,10 @@ proc_run(const struct proc_spec *s, struct proc_status *st)
 	if (proc_spawn(&p, s) < 0)
 		return -1;
 	proc_collect(&p, st);
+	if (p.out >= 0)
+		close(p.out);
+	if (p.err >= 0)
+		close(p.err);
 	return 0;
 }
 

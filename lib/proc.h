@@ -11,8 +11,12 @@
  * left running in the background are not touched then.
  *
  * The command starts with an empty signal mask and SIGPIPE at its default.
+ * Instead of a file to execute it may be a function of the caller (fn),
+ * run in a forked child that ends with its return value: code that decides
+ * and runs commands step by step gets the same deadline.
  * The caller polls proc.fd (readable once the result is ready), then calls
- * proc_collect(); proc_run() does both. The caller must not ignore SIGCHLD. */
+ * proc_collect(); proc_run() does both. The caller must not ignore SIGCHLD,
+ * and must not reap children it did not start itself (waitpid(-1, ...)). */
 #ifndef PVEKIT_PROC_H
 #define PVEKIT_PROC_H
 
@@ -27,20 +31,28 @@ enum proc_group {
 
 #define PROC_INHERIT (-1) /* fd_in/fd_out/fd_err: keep the caller's */
 #define PROC_DEVNULL (-2) /* fd_in/fd_out/fd_err: /dev/null */
+#define PROC_PIPE (-3)    /* fd_out/fd_err: a pipe, read end in proc.out/proc.err */
+#define PROC_TO_OUT (-4)  /* fd_err: wherever fd_out goes (one pipe for both) */
 
 struct proc_spec {
-	const char *path;  /* file to execute, no PATH search */
+	const char *path;  /* file to execute */
 	char *const *argv; /* argv[0] included */
 	char *const *envp; /* NULL: the caller's environment */
+	int search_path;   /* a path without '/' is looked up in PATH */
+	int (*fn)(void *arg); /* instead of path: fn(arg) in a forked child */
+	void *arg;
 	int fd_in, fd_out, fd_err;
+	int fd_keep; /* 0, or one more descriptor (above 2) an fn child keeps */
 	enum proc_group group;
 	int64_t timeout_ms;    /* 0: no deadline */
 	int64_t kill_after_ms; /* SIGKILL this long after SIGTERM */
 };
 
 struct proc {
-	pid_t pid; /* the supervisor */
-	int fd;    /* readable when the result is ready */
+	pid_t pid;    /* the supervisor */
+	int fd;       /* readable when the result is ready */
+	int out, err; /* PROC_PIPE read ends (non-blocking, the caller closes
+	               * them), else -1 */
 };
 
 struct proc_status {

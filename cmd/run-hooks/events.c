@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "childenv.h"
 #include "log.h"
 #include "run-hooks.h"
 #include "vmlist.h"
@@ -46,7 +47,7 @@ struct job {
 	size_t nhooks, next;
 	char *label;      /* "VM 100 migrate-in" */
 	char *hook_label; /* "VM 100 migrate-in: up.d/10-name" */
-	char **envp;
+	struct child_env env;
 	struct hookrun run;
 	int running, failed;
 };
@@ -241,32 +242,17 @@ compact_journal(void)
 	free(v);
 }
 
-static char **
-event_env(const struct event *e)
+/* The hooks' environment: ours, with the event's PVEKIT_* variables. */
+static void
+event_env(const struct event *e, struct child_env *env)
 {
-	static const char *const ours[] = { "PVEKIT_EVENT=", "PVEKIT_VMID=", "PVEKIT_TYPE=",
-		                            "PVEKIT_NODE=",  "PVEKIT_PEER=", "PVEKIT_CONFIG=" };
-	extern char **environ;
-	size_t n = 0, k = 0;
-	char **env;
-
-	while (environ[n])
-		n++;
-	env = xcalloc(n + ARRAY_LEN(ours) + 1, sizeof *env);
-	for (size_t i = 0; i < n; i++) {
-		int mine = 0;
-		for (size_t m = 0; m < ARRAY_LEN(ours); m++)
-			mine |= strncmp(environ[i], ours[m], strlen(ours[m])) == 0;
-		if (!mine)
-			env[k++] = xstrdup(environ[i]);
-	}
-	env[k++] = xasprintf("PVEKIT_EVENT=%s", guest_event_name(e->kind));
-	env[k++] = xasprintf("PVEKIT_VMID=%u", e->vmid);
-	env[k++] = xasprintf("PVEKIT_TYPE=%s", e->type);
-	env[k++] = xasprintf("PVEKIT_NODE=%s", opt->node);
-	env[k++] = xasprintf("PVEKIT_PEER=%s", e->peer);
-	env[k++] = xasprintf("PVEKIT_CONFIG=%s", e->conf);
-	return env;
+	child_env_init(env);
+	child_env_set(env, "PVEKIT_EVENT", "%s", guest_event_name(e->kind));
+	child_env_set(env, "PVEKIT_VMID", "%u", e->vmid);
+	child_env_set(env, "PVEKIT_TYPE", "%s", e->type);
+	child_env_set(env, "PVEKIT_NODE", "%s", opt->node);
+	child_env_set(env, "PVEKIT_PEER", "%s", e->peer);
+	child_env_set(env, "PVEKIT_CONFIG", "%s", e->conf);
 }
 
 static void
@@ -280,11 +266,7 @@ free_strv(char **v, size_t n)
 static void
 job_clear(struct job *j)
 {
-	size_t n = 0;
-
-	while (j->envp && j->envp[n])
-		n++;
-	free_strv(j->envp, n);
+	child_env_free(&j->env);
 	free_strv(j->hooks, j->nhooks);
 	free(j->label);
 	free(j->hook_label);
@@ -347,7 +329,7 @@ advance(struct job *j)
 		struct hookspec h = {
 			.path = path,
 			.argv = argv,
-			.envp = j->envp,
+			.envp = j->env.v,
 			.mode = OUT_LOG,
 			.stdin_null = 1,
 			.vmid = j->ev->vmid,
@@ -392,7 +374,7 @@ start_event(struct job *j, struct guest *g)
 	j->dirname = up ? "up.d" : "down.d";
 	j->label = xasprintf("%s %u %s", strcmp(e->type, "lxc") == 0 ? "CT" : "VM", e->vmid,
 	                     guest_event_name(e->kind));
-	j->envp = event_env(e);
+	event_env(e, &j->env);
 	collect_hooks(j);
 	if (j->nhooks)
 		log_info("%s%s%s: %zu hook%s in %s", j->label,

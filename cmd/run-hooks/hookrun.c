@@ -5,7 +5,6 @@
  * deadline), "systemctl stop UNIT" ends the hook's processes before the hook
  * counts as ended, as lib/proc does for a hook of our own. */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,13 +36,13 @@ hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 		.argv = h->argv,
 		.envp = h->envp,
 		.fd_in = h->stdin_null ? PROC_DEVNULL : PROC_INHERIT,
-		.fd_out = PROC_INHERIT,
-		.fd_err = PROC_INHERIT,
+		.fd_out = h->mode == OUT_INHERIT ? PROC_INHERIT : PROC_PIPE,
+		.fd_err = h->mode == OUT_INHERIT ? PROC_INHERIT : PROC_PIPE,
 		.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 0,
 		.kill_after_ms = o->kill_after_ms,
 	};
-	int out[2] = { -1, -1 }, err[2] = { -1, -1 }, rc, e;
 	char **sd = NULL;
+	int rc, e;
 
 	memset(r, 0, sizeof *r);
 	r->fd[0] = r->fd[1] = -1;
@@ -81,34 +80,11 @@ hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 		s.group = PROC_NEW_GROUP;
 	else
 		s.group = PROC_SAME_GROUP; /* a terminal's ^C reaches it, as with run-parts */
-	if (h->mode != OUT_INHERIT) {
-		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
-			e = errno;
-			for (int i = 0; i < 2; i++)
-				if (out[i] >= 0)
-					close(out[i]);
-			errno = e;
-			return -1;
-		}
-		s.fd_out = out[1];
-		s.fd_err = err[1];
-	}
 	rc = proc_spawn(&r->proc, &s);
 	e = errno;
 	sdrun_free(sd);
-	if (h->mode != OUT_INHERIT) {
-		close(out[1]);
-		close(err[1]);
-		if (rc < 0) {
-			close(out[0]);
-			close(err[0]);
-		} else {
-			r->fd[0] = out[0];
-			r->fd[1] = err[0];
-			fcntl(out[0], F_SETFL, O_NONBLOCK);
-			fcntl(err[0], F_SETFL, O_NONBLOCK);
-		}
-	}
+	r->fd[0] = r->proc.out;
+	r->fd[1] = r->proc.err;
 	if (rc < 0) {
 		free(r->unit);
 		r->unit = NULL;
@@ -129,29 +105,21 @@ hookrun_pollfds(const struct hookrun *r, struct pollfd *pfd)
 	    (struct pollfd){ .fd = r->proc.fd >= 0 ? r->proc.fd : r->stopper.fd, .events = POLLIN };
 }
 
+static void
+log_line(void *ctx, const char *line, size_t len)
+{
+	const struct hookrun *r = ctx;
+
+	log_info("%s: %.*s", r->label, (int)len, line);
+}
+
 /* OUT_LOG: logs the complete lines in partial[stream]; with flush, the
  * rest too. Both streams log at info: many hooks report progress on
  * stderr; their exit status tells whether they failed. */
 static void
 log_lines(struct hookrun *r, int stream, int flush)
 {
-	struct buf *b = &r->partial[stream];
-	size_t off = 0;
-
-	while (off < b->len) {
-		char *nl = memchr(b->data + off, '\n', b->len - off);
-		size_t n = nl ? (size_t)(nl - (b->data + off)) : b->len - off;
-
-		if (!nl && n < LINE_MAX_LOG && !flush)
-			break;
-		if (n > LINE_MAX_LOG)
-			n = LINE_MAX_LOG;
-		log_info("%s: %.*s", r->label, (int)n, b->data + off);
-		off += n;
-		if (off < b->len && b->data[off] == '\n')
-			off++;
-	}
-	buf_consume(b, off);
+	buf_take_lines(&r->partial[stream], LINE_MAX_LOG, flush, log_line, r);
 }
 
 static void

@@ -15,6 +15,7 @@
 
 #include "guest.h"
 #include "log.h"
+#include "proc.h"
 #include "qmp.h"
 #include "sdrun.h"
 #include "tcpcheck.h"
@@ -202,64 +203,6 @@ verdict(int fd, const char *fmt, ...)
 	dprintf(fd, "%s\n", line);
 }
 
-static _Noreturn void
-child_main(const struct action_req *r, int status_fd)
-{
-	int64_t end = mono_ms() + (int64_t)(r->timeout * 1000);
-	char wait[32];
-	int rc;
-
-	if (!guest_running(r)) {
-		verdict(status_fd, "skip not running any more");
-		_exit(0);
-	}
-	if (r->type == GUEST_QEMU) {
-		char *qmp = xasprintf("%s/%u.qmp", r->run_dir, r->vmid), st[64], why[300];
-		enum qmp_result qr =
-		    qmp_query_status(qmp, QMP_TIMEOUT_MS, st, sizeof st, why, sizeof why);
-
-		if (qr == QMP_OK) {
-			if (status_hands_off(st)) {
-				verdict(status_fd, "skip guest is %s", st);
-				_exit(0);
-			}
-			printf("QEMU status: %s\n", st);
-		} else {
-			printf("QEMU status unknown (%s): acting on the port checks alone\n", why);
-		}
-		free(qmp);
-		fflush(stdout);
-	}
-	if (r->action) {
-		const char *sh[] = { "/bin/sh", "-c", r->action, NULL };
-		rc = report("action", run_cmd(r, sh, r->timeout));
-		_exit(rc > 255 ? 255 : rc);
-	}
-	/* qm's --timeout takes whole seconds. */
-	snprintf(wait, sizeof wait, "%ld", whole_secs(r->wait_interval));
-	rc = r->ha_sid ? restart_ha(r, wait, end) : restart_plain(r, wait, end);
-	fflush(stdout);
-	_exit(rc > 255 ? 255 : rc);
-}
-
-void
-action_describe(const struct action_req *r, char *out, size_t outlen)
-{
-	long w = whole_secs(r->wait_interval);
-	const char *tool = r->type == GUEST_QEMU ? "qm" : "pct";
-
-	if (r->action)
-		snprintf(out, outlen, "action: %s", r->action);
-	else if (r->ha_sid)
-		snprintf(out, outlen,
-		         "ha-manager crm-command stop %s %ld, then set %s --state started",
-		         r->ha_sid, w, r->ha_sid);
-	else
-		snprintf(out, outlen,
-		         "%s shutdown %u --timeout %ld, %s stop if still running, %s start", tool,
-		         r->vmid, w, tool, tool);
-}
-
 static void
 set_env(const struct action_req *r)
 {
@@ -280,49 +223,101 @@ set_env(const struct action_req *r)
 		unsetenv("PVEKIT_HA_SID");
 }
 
-pid_t
-action_spawn(const struct action_req *r, int *out, int *status)
-{
-	int o[2], s[2];
-	sigset_t all;
-	pid_t pid;
+struct child_arg {
+	const struct action_req *r;
+	int status_fd;
+};
 
-	if (pipe2(o, O_CLOEXEC) < 0)
-		return -1;
-	if (pipe2(s, O_CLOEXEC) < 0) {
-		close(o[0]);
-		close(o[1]);
-		return -1;
+/* The action child (run by lib/proc): returns its exit status. */
+static int
+child_main(void *arg)
+{
+	const struct action_req *r = ((struct child_arg *)arg)->r;
+	int status_fd = ((struct child_arg *)arg)->status_fd;
+	int64_t end = mono_ms() + (int64_t)(r->timeout * 1000);
+	char wait[32];
+	int rc;
+
+	set_env(r);
+	if (!guest_running(r)) {
+		verdict(status_fd, "skip not running any more");
+		return 0;
 	}
+	if (r->type == GUEST_QEMU) {
+		char *qmp = xasprintf("%s/%u.qmp", r->run_dir, r->vmid), st[64], why[300];
+		enum qmp_result qr =
+		    qmp_query_status(qmp, QMP_TIMEOUT_MS, st, sizeof st, why, sizeof why);
+
+		free(qmp);
+		if (qr == QMP_OK) {
+			if (status_hands_off(st)) {
+				verdict(status_fd, "skip guest is %s", st);
+				return 0;
+			}
+			printf("QEMU status: %s\n", st);
+		} else {
+			printf("QEMU status unknown (%s): acting on the port checks alone\n", why);
+		}
+		fflush(stdout);
+	}
+	if (r->action) {
+		const char *sh[] = { "/bin/sh", "-c", r->action, NULL };
+		rc = report("action", run_cmd(r, sh, r->timeout));
+		return rc > 255 ? 255 : rc;
+	}
+	/* qm's --timeout takes whole seconds. */
+	snprintf(wait, sizeof wait, "%ld", whole_secs(r->wait_interval));
+	rc = r->ha_sid ? restart_ha(r, wait, end) : restart_plain(r, wait, end);
 	fflush(stdout);
-	fflush(stderr);
-	pid = fork();
-	if (pid == 0) {
-		setpgid(0, 0);
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP)
-				signal(sig, SIG_DFL);
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull >= 0)
-			dup2(devnull, STDIN_FILENO);
-		dup2(o[1], STDOUT_FILENO);
-		dup2(o[1], STDERR_FILENO);
-		set_env(r);
-		child_main(r, s[1]);
-	}
-	close(o[1]);
-	close(s[1]);
-	if (pid < 0) {
-		close(o[0]);
-		close(s[0]);
+	return rc > 255 ? 255 : rc;
+}
+
+void
+action_describe(const struct action_req *r, char *out, size_t outlen)
+{
+	long w = whole_secs(r->wait_interval);
+	const char *tool = r->type == GUEST_QEMU ? "qm" : "pct";
+
+	if (r->action)
+		snprintf(out, outlen, "action: %s", r->action);
+	else if (r->ha_sid)
+		snprintf(out, outlen,
+		         "ha-manager crm-command stop %s %ld, then set %s --state started",
+		         r->ha_sid, w, r->ha_sid);
+	else
+		snprintf(out, outlen,
+		         "%s shutdown %u --timeout %ld, %s stop if still running, %s start", tool,
+		         r->vmid, w, tool, tool);
+}
+
+int
+action_spawn(const struct action_req *r, struct proc *p, int *status)
+{
+	int st[2];
+	struct child_arg arg = { r, -1 };
+	struct proc_spec s = {
+		.fn = child_main,
+		.arg = &arg,
+		.fd_in = PROC_DEVNULL,
+		.fd_out = PROC_PIPE,
+		.fd_err = PROC_TO_OUT,
+		.group = PROC_NEW_GROUP,
+		.kill_after_ms = ACTION_KILL_AFTER_MS,
+	};
+	int e;
+
+	if (pipe2(st, O_CLOEXEC) < 0)
+		return -1;
+	arg.status_fd = s.fd_keep = st[1];
+	if (proc_spawn(p, &s) < 0) {
+		e = errno;
+		close(st[0]);
+		close(st[1]);
+		errno = e;
 		return -1;
 	}
-	setpgid(pid, pid);
-	fcntl(o[0], F_SETFL, O_NONBLOCK);
-	fcntl(s[0], F_SETFL, O_NONBLOCK);
-	*out = o[0];
-	*status = s[0];
-	return pid;
+	close(st[1]);
+	fcntl(st[0], F_SETFL, O_NONBLOCK);
+	*status = st[0];
+	return 0;
 }

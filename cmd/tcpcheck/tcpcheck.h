@@ -12,6 +12,7 @@
 #include "guest.h"
 #include "guestconf.h"
 #include "ipaddr.h"
+#include "proc.h"
 #include "vmlist.h"
 
 /* ---- heap.c: a binary min-heap of pointers, each element knowing its slot */
@@ -150,10 +151,13 @@ struct action_req {
 	int systemd_run; /* run commands in transient units (outside our sandbox) */
 };
 
-/* Forks the action child in its own process group. *out gets the read end
- * of its stdout+stderr, *status the read end of its verdict pipe (a line
- * "skip REASON" when it decided not to act). pid or -1. */
-pid_t action_spawn(const struct action_req *r, int *out, int *status);
+/* Starts the action child under lib/proc, in its own process group:
+ * p->out reads its stdout and stderr, *status its verdict pipe (a line
+ * "skip REASON" when it decided not to act). 0 or -1 with errno. Stopped
+ * with proc_abort: SIGTERM, then SIGKILL ACTION_KILL_AFTER_MS later, to it
+ * and everything it started. */
+#define ACTION_KILL_AFTER_MS 5000
+int action_spawn(const struct action_req *r, struct proc *p, int *status);
 /* A one-line description of what the action runs, for messages. */
 void action_describe(const struct action_req *r, char *out, size_t outlen);
 

@@ -36,7 +36,7 @@ enum gstate { GS_IDLE, GS_GRACE, GS_HEALTHY, GS_FAILING, GS_ACTING, GS_HELD, GS_
 static const char *const state_names[] = { "idle",   "grace", "healthy", "failing",
 	                                   "acting", "held",  "gave-up" };
 
-enum { EV_PROBER = 1, EV_SIGNAL, EV_ACTION };
+enum { EV_PROBER = 1, EV_SIGNAL, EV_ACTION_OUTPUT, EV_ACTION_DONE };
 
 struct evsrc {
 	int kind;
@@ -78,10 +78,11 @@ struct guest {
 	int checking;
 	int64_t check_start;
 	/* the action child */
-	pid_t apid;
-	int aout, astatus, aterm, atimed_out, ascheduled;
-	int64_t adeadline, akill_at;
-	struct evsrc aev;
+	int acting;
+	struct proc aproc;
+	int astatus, atimed_out, ascheduled;
+	int64_t adeadline;
+	struct evsrc aev_out, aev_done;
 	struct buf aline;
 	int64_t *acts; /* mono ms of the actions in the window */
 	size_t nacts;
@@ -109,7 +110,7 @@ struct watcher {
 	struct prober pr;
 	struct heap due;
 	int64_t next_scan;
-	int force_scan, quitting, terminated, nacting;
+	int force_scan, quitting, nacting;
 	char last_status[256];
 	unsigned seed;
 };
@@ -356,9 +357,9 @@ add_guest(uint32_t vmid, size_t pos)
 	g->vmid = vmid;
 	g->path = xasprintf("%s/%u.conf", W.o->config_dir, vmid);
 	g->heap_slot = HEAP_NONE;
-	g->aout = g->astatus = -1;
-	g->aev.kind = EV_ACTION;
-	g->aev.g = g;
+	g->astatus = -1;
+	g->aev_out = (struct evsrc){ EV_ACTION_OUTPUT, g };
+	g->aev_done = (struct evsrc){ EV_ACTION_DONE, g };
 	g->state = GS_IDLE;
 	W.g = xreallocarray(W.g, W.n + 1, sizeof *W.g);
 	memmove(&W.g[pos + 1], &W.g[pos], (W.n - pos) * sizeof *W.g);
@@ -882,7 +883,6 @@ try_act(struct guest *g, const char *why, int scheduled)
 	const char *lock;
 	char *path;
 	int64_t now = mono_ms();
-	pid_t pid;
 	int rc;
 
 	if (in_maintenance(g, reason, sizeof reason)) {
@@ -960,15 +960,16 @@ try_act(struct guest *g, const char *why, int scheduled)
 		held(g, scheduled, "dry run: would run %s", desc);
 		return;
 	}
-	pid = action_spawn(&r, &g->aout, &g->astatus);
-	if (pid < 0) {
+	if (action_spawn(&r, &g->aproc, &g->astatus) < 0) {
 		held(g, scheduled, "cannot start the action: %s", strerror(errno));
 		return;
 	}
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &g->aev };
-	epoll_ctl(W.epfd, EPOLL_CTL_ADD, g->aout, &ev);
-	g->apid = pid;
-	g->aterm = g->atimed_out = 0;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &g->aev_out };
+	epoll_ctl(W.epfd, EPOLL_CTL_ADD, g->aproc.out, &ev);
+	ev.data.ptr = &g->aev_done;
+	epoll_ctl(W.epfd, EPOLL_CTL_ADD, g->aproc.fd, &ev);
+	g->acting = 1;
+	g->atimed_out = 0;
 	g->ascheduled = scheduled;
 	g->adeadline = now + (int64_t)(r.timeout * 1000);
 	if (!scheduled) {
@@ -984,40 +985,46 @@ try_act(struct guest *g, const char *why, int scheduled)
 }
 
 static void
+log_action_line(void *ctx, const char *line, size_t len)
+{
+	const struct guest *g = ctx;
+
+	if (len)
+		log_info("guest %u: %.*s", g->vmid, (int)len, line);
+}
+
+static void
 relay_output(struct guest *g, int final)
 {
 	char chunk[4096];
 	ssize_t n;
 
-	while ((n = read(g->aout, chunk, sizeof chunk)) > 0)
+	while ((n = read(g->aproc.out, chunk, sizeof chunk)) > 0)
 		buf_append(&g->aline, chunk, n);
-	for (;;) {
-		char *nl = g->aline.len ? memchr(g->aline.data, '\n', g->aline.len) : NULL;
-		if (!nl && !(final && g->aline.len) && g->aline.len < 4096)
-			break;
-		size_t len = nl ? (size_t)(nl - g->aline.data) : g->aline.len;
-		if (len)
-			log_info("guest %u: %.*s", g->vmid, (int)len, g->aline.data);
-		buf_consume(&g->aline, nl ? len + 1 : len);
-	}
+	buf_take_lines(&g->aline, sizeof chunk, final, log_action_line, g);
 }
 
 static void
-action_finished(struct guest *g, int status)
+action_finished(struct guest *g)
 {
 	char verdict[256] = "";
 	int64_t now = mono_ms();
+	struct proc_status st;
+	int status;
 	ssize_t n;
 
+	epoll_ctl(W.epfd, EPOLL_CTL_DEL, g->aproc.fd, NULL);
+	proc_collect(&g->aproc, &st);
+	status = st.wstatus;
 	relay_output(g, 1);
-	epoll_ctl(W.epfd, EPOLL_CTL_DEL, g->aout, NULL);
-	close(g->aout);
+	epoll_ctl(W.epfd, EPOLL_CTL_DEL, g->aproc.out, NULL);
+	close(g->aproc.out);
 	n = read(g->astatus, verdict, sizeof verdict - 1);
 	verdict[n > 0 ? n : 0] = '\0';
 	verdict[strcspn(verdict, "\n")] = '\0';
 	close(g->astatus);
-	g->aout = g->astatus = -1;
-	g->apid = 0;
+	g->aproc.out = g->astatus = -1;
+	g->acting = 0;
 	W.nacting--;
 
 	if (g->gone) {
@@ -1067,23 +1074,19 @@ action_finished(struct guest *g, int status)
 	notify_status();
 }
 
+/* An action past its deadline is stopped with everything it started
+ * (lib/proc: SIGTERM, SIGKILL ACTION_KILL_AFTER_MS later). */
 static void
 enforce_action_deadlines(int64_t now)
 {
 	for (size_t i = 0; i < W.n && W.nacting; i++) {
 		struct guest *g = W.g[i];
-		if (!g->apid)
+		if (!g->acting || g->atimed_out || now < g->adeadline)
 			continue;
-		if (!g->aterm && now >= g->adeadline) {
-			log_err("guest %u (%s): action still running after %gs: terminating it",
-			        g->vmid, gname(g), gconf_action_timeout(&g->conf));
-			kill(-g->apid, SIGTERM);
-			g->aterm = g->atimed_out = 1;
-			g->akill_at = now + 5000;
-		} else if (g->aterm == 1 && now >= g->akill_at) {
-			kill(-g->apid, SIGKILL);
-			g->aterm = 2;
-		}
+		log_err("guest %u (%s): action still running after %gs: terminating it", g->vmid,
+		        gname(g), gconf_action_timeout(&g->conf));
+		proc_abort(&g->aproc);
+		g->atimed_out = 1;
 	}
 }
 
@@ -1094,11 +1097,8 @@ next_action_deadline(void)
 
 	for (size_t i = 0; i < W.n && W.nacting; i++) {
 		const struct guest *g = W.g[i];
-		if (g->apid && g->aterm < 2) {
-			int64_t t = g->aterm ? g->akill_at : g->adeadline;
-			if (t < d)
-				d = t;
-		}
+		if (g->acting && !g->atimed_out && g->adeadline < d)
+			d = g->adeadline;
 	}
 	return d;
 }
@@ -1124,32 +1124,14 @@ status_table(void)
 }
 
 static void
-reap_children(void)
-{
-	pid_t pid;
-	int status;
-
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		for (size_t i = 0; i < W.n; i++) {
-			if (W.g[i]->apid == pid) {
-				action_finished(W.g[i], status);
-				break;
-			}
-		}
-	}
-}
-
-static void
 begin_quit(void)
 {
 	if (W.quitting) {
 		for (size_t i = 0; i < W.n; i++)
-			if (W.g[i]->apid)
-				kill(-W.g[i]->apid, SIGTERM);
+			if (W.g[i]->acting)
+				proc_abort(&W.g[i]->aproc);
 		log_info("terminated %d running actions", W.nacting);
-		/* Not nacting = 0: their SIGCHLDs may still be read, and each
-		 * takes one off. */
-		W.terminated = 1;
+		/* Each is collected once it and all it started are gone. */
 		return;
 	}
 	W.quitting = 1;
@@ -1169,9 +1151,6 @@ handle_signals(void)
 
 	while (read(W.sigfd, &si, sizeof si) == sizeof si) {
 		switch (si.ssi_signo) {
-		case SIGCHLD:
-			reap_children();
-			break;
 		case SIGHUP:
 			log_info("SIGHUP: re-reading everything");
 			W.force_scan = 1;
@@ -1214,7 +1193,6 @@ setup(const struct watch_opts *o)
 	gconf_defaults(&W.defaults, o->timeout_ms);
 
 	sigemptyset(&set);
-	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGUSR2);
@@ -1288,7 +1266,7 @@ watch_main(const struct watch_opts *o)
 	W.next_scan = mono_ms() + (int64_t)(o->interval * 1000);
 	sd_notify_msg("READY=1");
 
-	while (!W.quitting || (W.nacting && !W.terminated)) {
+	while (!W.quitting || W.nacting) {
 		int64_t now = mono_ms(), wake;
 		int n;
 
@@ -1319,8 +1297,14 @@ watch_main(const struct watch_opts *o)
 			struct evsrc *src = ev[i].data.ptr;
 			if (src->kind == EV_SIGNAL)
 				handle_signals();
-			else if (src->kind == EV_ACTION && src->g->apid)
+			else if (src->kind == EV_ACTION_OUTPUT && src->g->acting)
 				relay_output(src->g, 0);
+		}
+		/* Last: a finished action may free its guest (gone meanwhile). */
+		for (int i = 0; i < n; i++) {
+			struct evsrc *src = ev[i].data.ptr;
+			if (src->kind == EV_ACTION_DONE && src->g->acting)
+				action_finished(src->g);
 		}
 		prober_poll(&W.pr, 0);
 	}

@@ -558,7 +558,7 @@ qm start 101"
 
 @test "a hung action is terminated after action_timeout; other guests are checked meanwhile" {
 	ports --closed 1 --open 1
-	local tag="29.$RANDOM"
+	local tag="$((86400 + RANDOM)).29"
 	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" "action=sleep $tag" action_timeout=1.5 \
 		max_actions=1
 	guest 102 ip=127.0.0.1 "portsall=${OPEN[0]}" fail_threshold=30
@@ -588,4 +588,36 @@ qm start 101"
 	wait "$WATCH_PID" || rc=$?
 	assert_equal "$rc" 0
 	assert grep -q 'terminated 1 running actions' "$T/err"
+}
+
+@test "an action's setsid'd grandchild is killed with it at action_timeout" {
+	ports --closed 1
+	local tag="$((86400 + RANDOM)).31"
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" \
+		"action=setsid sleep $tag </dev/null >/dev/null 2>&1 & exec sleep 60" \
+		action_timeout=1 max_actions=1
+	start_watch
+	seen '^101 acting '
+	wait_until 10 pgrep -f "slee[p] $tag"
+	pgrep -f "slee[p] $tag" >>"$T/.kill-pids" # should it outlive the test
+	seen '^101 grace action timed out$'
+	wait_until 5 bash -c "! pgrep -f 'slee[p] $tag'"
+}
+
+@test "a second SIGTERM ends a running action, its setsid'd grandchild included" {
+	ports --closed 1
+	local tag="$((86400 + RANDOM)).32"
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" \
+		"action=setsid sleep $tag </dev/null >/dev/null 2>&1 & exec sleep 60"
+	start_watch
+	seen '^101 acting '
+	wait_until 10 pgrep -f "slee[p] $tag"
+	pgrep -f "slee[p] $tag" >>"$T/.kill-pids" # should it outlive the test
+	kill -TERM "$WATCH_PID"
+	wait_until 5 grep -q 'exiting once 1 running actions finish' "$T/err"
+	kill -TERM "$WATCH_PID"
+	local rc=0
+	wait "$WATCH_PID" || rc=$?
+	assert_equal "$rc" 0
+	wait_until 5 bash -c "! pgrep -f 'slee[p] $tag'"
 }
