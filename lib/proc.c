@@ -81,9 +81,9 @@ spawn_command(const struct proc_spec *s, pid_t *pid)
 			_exit(127);
 		_exit(s->fn(s->arg));
 	} else if (!err && !s->fn && (*pid = vfork()) == 0) {
-		char *const *envp = s->envp ? s->envp : environ;
-
 		if (child_setup(s, fd) == 0) {
+			char *const *envp = s->envp ? s->envp : environ;
+
 			if (s->search_path)
 				execvpe(s->path, s->argv, envp);
 			else

@@ -304,13 +304,12 @@ action_spawn(const struct action_req *r, struct proc *p, int *status)
 		.group = PROC_NEW_GROUP,
 		.kill_after_ms = ACTION_KILL_AFTER_MS,
 	};
-	int e;
 
 	if (pipe2(st, O_CLOEXEC) < 0)
 		return -1;
 	arg.status_fd = s.fd_keep = st[1];
 	if (proc_spawn(p, &s) < 0) {
-		e = errno;
+		int e = errno;
 		close(st[0]);
 		close(st[1]);
 		errno = e;
