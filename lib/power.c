@@ -20,25 +20,6 @@ power_tool(enum guest_type t)
 	return t == GUEST_QEMU ? "qm" : "pct";
 }
 
-/* The first executable NAME in PATH's directories (caller frees), or NULL. */
-static char *
-path_search(const char *name)
-{
-	const char *path = getenv("PATH");
-	char *copy, *dir, *save = NULL, *found = NULL;
-
-	copy = xstrdup(path && *path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
-	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
-		char *p = xasprintf("%s/%s", dir, name);
-		if (access(p, X_OK) == 0)
-			found = p;
-		else
-			free(p);
-	}
-	free(copy);
-	return found;
-}
-
 int
 power_cmd_spawn_path(struct power_cmd *c, const char *path, const char *const argv[],
                      double timeout_s)
@@ -56,6 +37,7 @@ power_cmd_spawn_path(struct power_cmd *c, const char *path, const char *const ar
 	}
 	struct proc_spec s = {
 		.path = path,
+		.search_path = 1,
 		.argv = (char *const *)argv,
 		.fd_in = PROC_DEVNULL,
 		.fd_out = c->out,
@@ -78,26 +60,14 @@ int
 power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[],
                 double timeout_s)
 {
-	const char *tool = power_tool(t);
 	const char *argv[16];
 	size_t n = 0;
-	char *path;
-	int rc;
 
-	argv[n++] = tool;
+	argv[n++] = power_tool(t);
 	for (size_t i = 0; args[i] && n < ARRAY_LEN(argv) - 1; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	if (!(path = path_search(tool))) {
-		memset(c, 0, sizeof *c);
-		c->proc.fd = c->out = -1;
-		c->rc = 127;
-		snprintf(c->last, sizeof c->last, "%s: not found on PATH", tool);
-		return -1;
-	}
-	rc = power_cmd_spawn_path(c, path, argv, timeout_s);
-	free(path);
-	return rc;
+	return power_cmd_spawn_path(c, argv[0], argv, timeout_s);
 }
 
 /* The last non-empty line of text, cut to fit. */

@@ -3,7 +3,7 @@
  * kept, and the power state of a guest of this node. What pve-start-plan
  * and vm-power share.
  *
- * qm and pct are looked up on PATH, as a shell would. */
+ * qm and pct are looked up in PATH, as a shell would (lib/proc). */
 #ifndef PVEKIT_POWER_H
 #define PVEKIT_POWER_H
 
@@ -34,8 +34,8 @@ struct power_cmd {
  * 0, or -1 with the reason in c->last. */
 int power_cmd_spawn(struct power_cmd *c, enum guest_type t, const char *const args[],
                     double timeout_s);
-/* The same for any program: path is executed (no PATH search), argv[0]
- * included. */
+/* The same for any program, argv[0] included; a path without a '/' is
+ * looked up in PATH. */
 int power_cmd_spawn_path(struct power_cmd *c, const char *path, const char *const argv[],
                          double timeout_s);
 /* Waits for the end (at once once proc.fd polled readable) and fills the
