@@ -68,9 +68,8 @@ opt_seconds(const char *opt, const char *arg, double min, double max)
 
 	if (parse_seconds(arg, &v) == 0 && v >= min && v <= max)
 		return v;
-	if (max >= OPT_NO_MAX)
-		usage_error("%s %s: want seconds, at least %g", opt, arg, min);
-	usage_error("%s %s: want seconds from %g to %g", opt, arg, min, max);
+	/* %.10g: 1e9 as 1000000000, 0.05 as 0.05 */
+	usage_error("%s %s: want seconds from %.10g to %.10g", opt, arg, min, max);
 }
 
 static unsigned long

@@ -6,8 +6,10 @@
 #ifndef PVEKIT_OPT_H
 #define PVEKIT_OPT_H
 
+#include "parse.h"
+
 /* opt_seconds' max for "no upper bound" (parse_seconds' own limit). */
-#define OPT_NO_MAX 1e9
+#define OPT_NO_MAX PARSE_SECONDS_MAX
 
 /* Registers the usage (lines ending in '\n') that -h and every usage error
  * print, and an optional help text (options, one a line) that -h prints
@@ -31,7 +33,8 @@ void opt_no_operands(int argc, char *const argv[]);
 
 /* Option values; a bad one is a usage error that names the option and the
  * value. opt is the long option's name as the user knows it ("--timeout"). */
-/* Seconds, fractions allowed, from min to max (max OPT_NO_MAX: no bound). */
+/* Seconds in decimal, fractions allowed, from min to max (OPT_NO_MAX: as
+ * far as parse_seconds goes); the message names the range either way. */
 double opt_seconds(const char *opt, const char *arg, double min, double max);
 /* Whole milliseconds from min to max. */
 unsigned long opt_ms(const char *opt, const char *arg, unsigned long min, unsigned long max);

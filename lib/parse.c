@@ -24,17 +24,28 @@ parse_ulong(const char *s, unsigned long max, unsigned long *out)
 	return 0;
 }
 
+/* Decimal only: strtod alone would take "0x10" as 16, "1e3", "inf". */
 int
 parse_seconds(const char *s, double *out)
 {
+	size_t whole, frac = 0;
 	char *end;
 	double v;
 
-	if (!s || !(isdigit((unsigned char)*s) || *s == '.'))
+	if (!s)
+		return -1;
+	whole = strspn(s, "0123456789");
+	if (s[whole] == '.') {
+		frac = strspn(s + whole + 1, "0123456789");
+		if (frac == 0)
+			return -1;
+		frac++;
+	}
+	if (whole + frac == 0 || s[whole + frac] || whole > 10)
 		return -1;
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || *end || !isfinite(v) || v < 0 || v > 1e9)
+	if (errno || *end || !isfinite(v) || v < 0 || v > PARSE_SECONDS_MAX)
 		return -1;
 	*out = v;
 	return 0;
@@ -88,4 +99,31 @@ trim_space(char *s)
 	while (e > s && strchr(" \t\r\n", e[-1]))
 		*--e = '\0';
 	return s;
+}
+
+const char *
+skip_bom(const char *text)
+{
+	return strncmp(text, "\xef\xbb\xbf", 3) == 0 ? text + 3 : text;
+}
+
+void
+key_excerpt(const char *line, char out[KEY_EXCERPT_SIZE])
+{
+	size_t n, cut;
+
+	line += strspn(line, " \t");
+	n = strcspn(line, "=:\n");
+	while (n > 0 && strchr(" \t\r", line[n - 1]))
+		n--;
+	cut = n;
+	if (cut > KEY_EXCERPT_MAX) {
+		/* not in the middle of a UTF-8 character */
+		cut = KEY_EXCERPT_MAX;
+		while (cut > 0 && ((unsigned char)line[cut] & 0xc0) == 0x80)
+			cut--;
+	}
+	for (size_t i = 0; i < cut; i++)
+		out[i] = (unsigned char)line[i] < 0x20 || line[i] == 0x7f ? '?' : line[i];
+	strcpy(out + cut, cut < n ? "..." : "");
 }

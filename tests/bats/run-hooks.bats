@@ -329,3 +329,16 @@ same_as_run_parts() {
 	run -0 run-hooks -V
 	[[ $output == "run-hooks "* ]]
 }
+
+@test "seconds are decimal, and a bad value names the range: --timeout 1e20, 0x10" {
+	local v
+	for v in 1e20 0x10 1e3 inf 5. 1000000001; do
+		run -64 --separate-stderr run-hooks --timeout "$v" "$T"
+		[[ $stderr == "run-hooks: --timeout $v: want seconds from 0 to 1000000000"$'\n'* ]]
+	done
+	run -64 --separate-stderr tcpcheck --watch --interval 0x10
+	[[ $stderr == "tcpcheck: --interval 0x10: want seconds from 0.01 to 1000000000"$'\n'* ]]
+	mkdir "$T/d"
+	run -0 run-hooks --timeout 1000000000 "$T/d"
+	run -0 run-hooks --timeout .5 "$T/d"
+}
