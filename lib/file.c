@@ -73,6 +73,12 @@ read_file(const char *path, size_t max, struct buf *out)
 	return read_file_at(AT_FDCWD, path, max, out);
 }
 
+const char *
+read_file_strerror(int err)
+{
+	return err == EINVAL ? "not a regular file" : strerror(err);
+}
+
 int
 write_all(int fd, const void *data, size_t len)
 {
@@ -174,6 +180,27 @@ mkdir_p(const char *path, mode_t mode)
 	return rc;
 }
 
+/* "readable", "readable and writable", "readable, writable and executable". */
+static void
+access_words(unsigned bits, char *out, size_t len)
+{
+	const char *w[3];
+	size_t n = 0;
+
+	if (bits & 4)
+		w[n++] = "readable";
+	if (bits & 2)
+		w[n++] = "writable";
+	if (bits & 1)
+		w[n++] = "executable";
+	if (n == 3)
+		snprintf(out, len, "%s, %s and %s", w[0], w[1], w[2]);
+	else if (n == 2)
+		snprintf(out, len, "%s and %s", w[0], w[1]);
+	else
+		snprintf(out, len, "%s", n ? w[0] : "");
+}
+
 int
 check_private_file(int fd, char *err, size_t errlen)
 {
@@ -188,8 +215,18 @@ check_private_file(int fd, char *err, size_t errlen)
 		return -1;
 	}
 	if (st.st_mode & 077) {
-		snprintf(err, errlen, "mode %04o is readable by group or others, want 0600",
-		         (unsigned)(st.st_mode & 07777));
+		char g[40], o[40];
+		unsigned gm = (st.st_mode >> 3) & 7, om = st.st_mode & 7;
+
+		access_words(gm, g, sizeof g);
+		access_words(om, o, sizeof o);
+		if (gm == om)
+			snprintf(err, errlen, "mode %04o is %s by group and others, want 0600",
+			         (unsigned)(st.st_mode & 07777), g);
+		else
+			snprintf(err, errlen, "mode %04o is %s%s%s%s%s, want 0600",
+			         (unsigned)(st.st_mode & 07777), g, gm ? " by group" : "",
+			         gm && om ? ", " : "", o, om ? " by others" : "");
 		return -1;
 	}
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {

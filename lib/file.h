@@ -18,6 +18,10 @@ int read_file(const char *path, size_t max, struct buf *out);
 /* The same for a file already open (say, after check_private_file). */
 int read_fd(int fd, size_t max, struct buf *out);
 
+/* Why one of the three readers failed, for a message: EINVAL (a FIFO, a
+ * device, a socket) is "not a regular file", else strerror(err). */
+const char *read_file_strerror(int err);
+
 /* Writes all of data, going on after EINTR and short writes. 0 or -1 with
  * errno (EAGAIN on a non-blocking fd that is full). */
 int write_all(int fd, const void *data, size_t len);
@@ -32,8 +36,9 @@ int write_copy_if_changed(const char *path, const void *data, size_t len, mode_t
 /* mkdir -p; 0 or -1 with errno. */
 int mkdir_p(const char *path, mode_t mode);
 
-/* A secrets file must be owned by us or root and not readable by group or
- * others. 0 when safe; otherwise -1 and a reason in err. */
+/* A secrets file must be a regular file owned by us or root, with no access
+ * for group or others. 0 when safe; otherwise -1 and a reason in err
+ * ("mode 0620 is writable by group, want 0600"). */
 int check_private_file(int fd, char *err, size_t errlen);
 
 #endif

@@ -71,6 +71,37 @@ valid_ifname(const char *s)
 	return 1;
 }
 
+/* The port of an authority host[:port] or [v6][:port], if it has one: 1
+ * when it is empty ("host:" would be port 80 to libcurl), not decimal or
+ * out of range, or when something else follows "]". */
+static int
+bad_port(const char *host, const char *end)
+{
+	const char *colon;
+	char port[8];
+	uint16_t p;
+
+	if (*host == '[') {
+		const char *close = memchr(host, ']', end - host);
+		if (!close)
+			return 1;
+		colon = close + 1;
+		if (colon == end)
+			return 0;
+		if (*colon != ':')
+			return 1;
+	} else {
+		colon = memchr(host, ':', end - host);
+		if (!colon)
+			return 0;
+	}
+	colon++;
+	if (end - colon < 1 || end - colon >= (ptrdiff_t)sizeof port)
+		return 1;
+	snprintf(port, sizeof port, "%.*s", (int)(end - colon), colon);
+	return parse_port(port, &p) < 0;
+}
+
 /* An http(s) URL whose authority carries no credentials, with no query or
  * fragment; sets the peer name (host[:port]) used in messages. */
 static const char *
@@ -92,6 +123,8 @@ check_url(struct config *cfg, char *url)
 		return "has no host";
 	if (memchr(rest, '@', end - rest))
 		return "must not carry credentials: set them with their own keys";
+	if (bad_port(rest, end))
+		return "bad port (want 1-65535 after the host)";
 	if (strpbrk(url, "?# "))
 		return "must not have a query, fragment or spaces";
 	n = strlen(url);
@@ -170,7 +203,7 @@ config_load(struct config *cfg, const char *path)
 	unsigned seen = 0;
 	int fd, lineno = 0, dest_line = 0, dest6_line = 0;
 	struct buf b = { 0 };
-	char err[256], *line, *next;
+	char err[256], name[KEY_EXCERPT_SIZE], *line, *next;
 
 	memset(cfg, 0, sizeof *cfg);
 	cfg->path = path;
@@ -195,7 +228,7 @@ config_load(struct config *cfg, const char *path)
 	if (memchr(b.data, '\0', b.len))
 		die(EXIT_CONFIG, "%s: contains a NUL byte", path);
 
-	for (line = b.data; line; line = next) {
+	for (line = (char *)skip_bom(b.data); line; line = next) {
 		char *eq, *key, *value;
 		const struct key *k = NULL;
 
@@ -209,15 +242,20 @@ config_load(struct config *cfg, const char *path)
 		eq = strchr(key, '=');
 		if (!eq)
 			die(EXIT_CONFIG, "%s:%d: not a key=value line", path, lineno);
-		*eq = '\0';
-		key = trim_space(key);
-		value = trim_space(eq + 1);
+		/* Messages name at most the text before the first '=' or ':':
+		 * "token: s3cr3t=..." has a secret after it. */
+		key_excerpt(key, name);
 		for (size_t i = 0; i < ARRAY_LEN(keys); i++)
-			if (strcmp(key, keys[i].name) == 0)
+			if (strcmp(name, keys[i].name) == 0)
 				k = &keys[i];
 		if (!k)
-			die(EXIT_CONFIG, "%s:%d: unknown key '%s'", path, lineno,
-			    has_control(key) ? "?" : key);
+			die(EXIT_CONFIG, "%s:%d: unknown key '%s'", path, lineno, name);
+		*eq = '\0';
+		key = trim_space(key);
+		if (strcmp(key, k->name) != 0)
+			die(EXIT_CONFIG, "%s:%d: %s: want '%s=value', not ':'", path, lineno,
+			    k->name, k->name);
+		value = trim_space(eq + 1);
 		if (seen & (1u << (k - keys)))
 			die(EXIT_CONFIG, "%s:%d: %s: set twice", path, lineno, k->name);
 		seen |= 1u << (k - keys);

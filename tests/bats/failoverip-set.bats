@@ -100,7 +100,7 @@ refute_secrets() {
 	conf hetzner destination=198.51.100.10
 	chmod 0644 "$CONF"
 	run -78 failoverip-set -c "$CONF" 203.0.113.60
-	assert_output "failoverip-set: $CONF: mode 0644 is readable by group or others, want 0600"
+	assert_output "failoverip-set: $CONF: mode 0644 is readable by group and others, want 0600"
 	[ "$(nreq)" -eq 0 ]
 	refute_secrets
 }
@@ -166,6 +166,65 @@ refute_secrets() {
 	URL=http://127.0.0.1:9 conf hetzner 'this is not a key value line'
 	run -78 failoverip-set -c "$CONF" 203.0.113.60
 	assert_output "failoverip-set: $CONF:5: not a key=value line"
+}
+
+@test "a config line's error names its line and at most 32 bytes before = or :, never the rest" {
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 "password: s3cr3t=$PASSWORD"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:6: password: want 'password=value', not ':'"
+	refute_output --partial s3cr3t
+
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 "tokn: $PASSWORD=x"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:6: unknown key 'tokn'"
+	refute_secrets
+
+	# a secret pasted without its key: 32 bytes at most, cut at a character
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 \
+		"$(printf 'x%.0s' {1..31})é$PASSWORD=x"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF:6: unknown key '$(printf 'x%.0s' {1..31})...'"
+	refute_secrets
+}
+
+@test "a config starting with a UTF-8 byte order mark is read as without it" {
+	fake hetzner --ip 203.0.113.60=198.51.100.5
+	conf hetzner destination=198.51.100.10
+	printf '\xef\xbb\xbf%s' "$(cat "$CONF")" >"$CONF.bom"
+	mv "$CONF.bom" "$CONF"
+	chmod 0600 "$CONF"
+	run -0 failoverip-set -c "$CONF" -n 203.0.113.60
+	assert_output '203.0.113.60 198.51.100.10 would-route 198.51.100.5'
+}
+
+@test "a config writable by group is called so; an api_url with an empty or bad port is refused" {
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10
+	chmod 0620 "$CONF"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF: mode 0620 is writable by group, want 0600"
+	chmod 0664 "$CONF"
+	run -78 failoverip-set -c "$CONF" 203.0.113.60
+	assert_output "failoverip-set: $CONF: mode 0664 is readable and writable by group, readable by others, want 0600"
+
+	local url
+	rm "$CONF"
+	for url in http://127.0.0.1: http://127.0.0.1:/x http://127.0.0.1:0 http://127.0.0.1:65536 \
+		http://127.0.0.1:8o http://[::1]: http://[::1]x; do
+		URL=$url conf hetzner destination=198.51.100.10
+		run -78 failoverip-set -c "$CONF" 203.0.113.60
+		assert_output "failoverip-set: $CONF:2: api_url: bad port (want 1-65535 after the host)"
+	done
+	URL=http://[::1]:9 conf hetzner destination=198.51.100.10 retries=0
+	run -75 failoverip-set -c "$CONF" 203.0.113.60
+}
+
+@test "decimal seconds only: 0x10 and 1e3 are refused, with the range" {
+	local v
+	for v in 0x10 1e3 inf nan 1.5e1 +5 5.; do
+		URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10 "timeout=$v"
+		run -78 failoverip-set -c "$CONF" 203.0.113.60
+		assert_output "failoverip-set: $CONF:6: timeout: want seconds from 0.001 to 86400, not '$v'"
+	done
 }
 
 @test "missing provider, credentials or destination exit 78" {

@@ -80,7 +80,7 @@ EOF
 	cp "$T/rc.good" "$T/rc"
 	chmod 644 "$T/rc"
 	run -78 --separate-stderr pm_run -n src dst pve3 local web1
-	[[ $stderr == *"holds a password or token: mode 0644 is readable by group or others"* ]]
+	[[ $stderr == *"holds a password or token: mode 0644 is readable by group and others"* ]]
 	refute grep -q rootpw <<<"$stderr"
 	chmod 600 "$T/rc"
 	run -78 --separate-stderr pm_run -n src nope pve3 local web1
