@@ -1,8 +1,9 @@
 /* Guest health configs, read the way mvmm reads them (Perl AppConfig):
  *   key=value or key = value or "key value"; '#' starts a comment at the
  *   start of a line or after blanks ("\#" is a literal '#'); a trailing
- *   backslash continues the line; one pair of quotes around a value is
- *   dropped; keys are case-sensitive.
+ *   backslash continues the line (on the last line it is an error, not a
+ *   literal '\'); one pair of quotes around a value is dropped; keys are
+ *   case-sensitive; a UTF-8 byte order mark is skipped.
  * Unlike mvmm, an unknown key or a bad value is an error naming FILE:LINE,
  * and the guest it belongs to is not watched (mvmm warned and went on with
  * the default, which for a typo in fail_threshold means early reboots).
@@ -157,7 +158,9 @@ set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
 		if (strcmp(keys[i].name, k) == 0)
 			key = &keys[i];
 	if (!key) {
-		snprintf(err, errlen, "unknown key '%s'", k);
+		char name[KEY_EXCERPT_SIZE];
+		key_excerpt(k, name); /* "password:s3cr3t" names "password" */
+		snprintf(err, errlen, "unknown key '%s'", name);
 		return -1;
 	}
 	if (!*v) {
@@ -298,7 +301,7 @@ gconf_load(struct gconf *c, const char *path, char *err, size_t errlen)
 	if (read_file(path, CONF_MAX, &b) < 0) {
 		if (errno == ENOENT)
 			return 1;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, read_file_strerror(errno));
 		return -1;
 	}
 	if (memchr(b.data, '\0', b.len)) {
@@ -306,7 +309,7 @@ gconf_load(struct gconf *c, const char *path, char *err, size_t errlen)
 		buf_free(&b);
 		return -1;
 	}
-	for (p = b.data; rc == 0 && *p; p = nl ? nl + 1 : p + strlen(p)) {
+	for (p = (char *)skip_bom(b.data); rc == 0 && *p; p = nl ? nl + 1 : p + strlen(p)) {
 		nl = strchr(p, '\n');
 		if (nl)
 			*nl = '\0';
@@ -315,7 +318,13 @@ gconf_load(struct gconf *c, const char *path, char *err, size_t errlen)
 			start = lineno;
 		strip_comment(p);
 		size_t n = strlen(p);
-		int cont = n > 0 && p[n - 1] == '\\' && nl && nl[1];
+		int cont = n > 0 && p[n - 1] == '\\';
+		if (cont && !(nl && nl[1])) {
+			snprintf(err, errlen, "%s:%u: '\\' at the end of the last line continues nothing",
+			         path, lineno);
+			rc = -1;
+			break;
+		}
 		buf_append(&logical, p, cont ? n - 1 : n);
 		if (cont)
 			continue;

@@ -327,6 +327,30 @@ ha-manager set vm:101 --state started"
 	seen '^102 grace watching'
 }
 
+@test "configs: a BOM is skipped, a FIFO is not a regular file, a '\' ending the last line is an error, a key is named by 32 bytes at most" {
+	ports --open 1
+	guest 101 ip=127.0.0.1 "portsall=${OPEN[0]}"
+	printf '\xef\xbb\xbf%s' "$(cat "$CONF/101.conf")" >"$CONF/101.conf.new"
+	mv "$CONF/101.conf.new" "$CONF/101.conf"
+	guest 102
+	rm "$CONF/102.conf"
+	mkfifo "$CONF/102.conf"
+	guest 103 ip=127.0.0.1 "portsall=${OPEN[0]}" 'name=web \'
+	guest 104 ip=127.0.0.1 "portsall=${OPEN[0]} \\"
+	guest 105 ip=127.0.0.1 "portsall=${OPEN[0]}" 'action_key:s3cr3t=1'
+	guest 106 ip=127.0.0.1 "portsall=${OPEN[0]}" "$(printf 'k%.0s' {1..40})=1"
+	start_watch
+	seen '^101 healthy up$'
+	for id in 102 103 104 105 106; do seen "^$id idle config error$"; done
+	run cat "$T/err"
+	assert_line "tcpcheck: $CONF/102.conf: not a regular file; guest 102 is not watched"
+	assert_line "tcpcheck: $CONF/103.conf:3: '\\' at the end of the last line continues nothing; guest 103 is not watched"
+	assert_line "tcpcheck: $CONF/104.conf:2: '\\' at the end of the last line continues nothing; guest 104 is not watched"
+	assert_line "tcpcheck: $CONF/105.conf:3: unknown key 'action_key'; guest 105 is not watched"
+	assert_line "tcpcheck: $CONF/106.conf:3: unknown key '$(printf 'k%.0s' {1..32})...'; guest 106 is not watched"
+	refute_output --partial s3cr3t
+}
+
 @test "bad defaults: nothing is watched until they are fixed" {
 	ports --open 1
 	guest 101 ip=127.0.0.1 "portsall=${OPEN[0]}"
