@@ -455,7 +455,7 @@ rc_load(struct rc *rc, const char *file)
 	if (fd < 0)
 		die(EXIT_CONFIG, "%s: %s", file, strerror(errno));
 	if (read_fd(fd, RC_MAX, &text) < 0)
-		die(EXIT_CONFIG, "%s: %s", file, strerror(errno));
+		die(EXIT_CONFIG, "%s: %s", file, read_file_strerror(errno));
 	if (ini_parse(text.data ? text.data : "", text.len, on_item, &ld, err, sizeof err) < 0)
 		die(EXIT_CONFIG, "%s: %s", file, err);
 	/* A file holding a password or a token is private. */

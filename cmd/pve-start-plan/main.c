@@ -671,7 +671,7 @@ main(int argc, char *argv[])
 	from_stdin = strcmp(o.plan, "-") == 0;
 	bad_code = from_stdin ? EXIT_DATAERR : EXIT_CONFIG;
 	if ((from_stdin ? read_stdin(&text) : read_file(o.plan, CONF_MAX, &text)) < 0)
-		die(bad_code, "%s: %m", from_stdin ? "stdin" : o.plan);
+		die(bad_code, "%s: %s", from_stdin ? "stdin" : o.plan, read_file_strerror(errno));
 	if (from_stdin)
 		o.plan = "stdin";
 	if (plan_parse(text.data, text.len, o.plan, &p))

@@ -85,6 +85,10 @@ EOF
 	chmod 600 "$T/rc"
 	run -78 --separate-stderr pm_run -n src nope pve3 local web1
 	[[ $stderr == *"no [pve:nope] section"* ]]
+	rm "$T/rc"
+	mkfifo -m 600 "$T/rc"
+	run -78 --separate-stderr pm_run -n src dst pve3 local web1
+	[[ $stderr == *"$T/rc: not a regular file"* ]]
 	# nothing was written anywhere
 	run pm_writes dst
 	assert_output ''

@@ -100,6 +100,11 @@ line_of() {
 	done
 	[ "$(grep -c "$T/plan:" <<<"$stderr")" -eq 9 ]
 	grep -qx "pve-start-plan: $T/plan:11: not a VMID" <<<"$stderr"
+	rm "$T/plan"
+	mkfifo "$T/plan"
+	run_plan
+	[ "$status" -eq 78 ]
+	assert_equal "$stderr" "pve-start-plan: $T/plan: not a regular file"
 	[ ! -s "$T/calls" ]
 }
 
