@@ -32,7 +32,7 @@ struct run {
 	size_t n, cap, next_print;
 	const struct oneshot_opts *o;
 	struct prober pr;
-	size_t nopen;
+	size_t nopen, nuntried;
 };
 
 struct parse_ctx {
@@ -205,13 +205,33 @@ endpoint_done(struct run *r, struct endpoint *e)
 	e->done = 1;
 	if (e->result == PROBE_OPEN)
 		r->nopen++;
+	else if (e->result == PROBE_UNTRIED)
+		r->nuntried++;
 	if (e->result == PROBE_CLOSED && (log_verbose || e->why))
 		log_warn("%s port %u: %s", e->host, e->port, e->why ? e->why : strerror(e->err));
 	print_ready(r);
 }
 
 /* An endpoint with several addresses (a name with A and AAAA records) is
- * open as soon as one of them is; otherwise timeout wins over closed. */
+ * open as soon as one of them is; otherwise an address not tried leaves it
+ * untried (it may be open), and timeout wins over closed. */
+static int
+rank(enum probe_state s)
+{
+	switch (s) {
+	case PROBE_OPEN:
+		return 4;
+	case PROBE_UNTRIED:
+		return 3;
+	case PROBE_TIMEOUT:
+		return 2;
+	case PROBE_CLOSED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 static void
 on_probe(struct probe *p)
 {
@@ -222,8 +242,7 @@ on_probe(struct probe *p)
 	if (e->done)
 		return;
 	e->pending--;
-	if (p->state == PROBE_OPEN || e->result == PROBE_IDLE ||
-	    (p->state == PROBE_TIMEOUT && e->result == PROBE_CLOSED)) {
+	if (rank(p->state) > rank(e->result)) {
 		e->result = p->state;
 		e->err = p->err;
 		e->us = p->elapsed_us;
@@ -340,12 +359,24 @@ start_all(struct run *r, const struct resolved *res, size_t nres, void **ctx)
 	}
 }
 
+/* 0 healthy, 1 unhealthy; 2 when endpoints not tried could still decide
+ * it: with --any none of those tried is open, with --all every one tried is. */
+static int
+exit_status(const struct run *r)
+{
+	if (r->o->any)
+		return r->nopen > 0 ? 0 : r->nuntried ? 2 : 1;
+	if (r->nopen == r->n)
+		return 0;
+	return r->nopen + r->nuntried == r->n ? 2 : 1;
+}
+
 int
 oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 {
 	struct run r = { .o = o };
 	struct resolved *res = NULL;
-	size_t nres = 0;
+	size_t nres = 0, nprobes = 0;
 	void **ctx;
 	int rc;
 
@@ -363,10 +394,13 @@ oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 		free(r.ep);
 		return EXIT_DATAERR;
 	}
+	resolve_all(&r, &res, &nres);
+	/* A socket for every address at once, if the limit can be raised so. */
+	for (size_t i = 0; i < r.n; i++)
+		nprobes += r.ep[i].nprobes;
+	raise_nofile_limit_to(nprobes + PROBE_FD_RESERVE);
 	if (prober_init(&r.pr, open_files_budget(PROBE_FD_RESERVE)) < 0)
 		die(EXIT_OSERR, "epoll: %s", strerror(errno));
-
-	resolve_all(&r, &res, &nres);
 	ctx = xcalloc(2 * r.n, sizeof *ctx);
 	start_all(&r, res, nres, ctx);
 	while (r.next_print < r.n) {
@@ -374,7 +408,12 @@ oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 		prober_poll(&r.pr, wait < 0 ? 0 : wait > 1000 ? 1000 : (int)wait);
 	}
 
-	rc = o->any ? r.nopen > 0 : r.nopen == r.n;
+	if (r.nuntried)
+		log_warn("%zu endpoint%s not tried before the deadline: at most %zu connections at "
+		         "once (open-files limit %zu)",
+		         r.nuntried, r.nuntried == 1 ? "" : "s", r.pr.max_inflight,
+		         open_files_limit());
+	rc = exit_status(&r);
 	for (size_t i = 0; i < nres; i++)
 		if (res[i].ai)
 			freeaddrinfo(res[i].ai);
@@ -386,5 +425,5 @@ oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 	free(ctx);
 	free(r.ep);
 	prober_free(&r.pr);
-	return rc ? 0 : 1;
+	return rc;
 }

@@ -1,6 +1,7 @@
 /* The connect engine: every probe is a non-blocking connect(2) on one epoll
  * set, with its own deadline. Probes beyond the socket budget wait in a
- * queue (still under their deadline) until a slot frees up. */
+ * queue (still under their deadline) until a slot frees up; one whose
+ * deadline comes first was never tried (PROBE_UNTRIED), not timed out. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
@@ -57,6 +58,8 @@ probe_state_name(enum probe_state s)
 		return "closed";
 	case PROBE_TIMEOUT:
 		return "timeout";
+	case PROBE_UNTRIED:
+		return "untried";
 	default:
 		return "pending";
 	}
@@ -98,6 +101,10 @@ connect_now(struct prober *pr, struct probe *p)
 	int fd, rc;
 
 	p->fd = -1;
+	if (mono_ms() >= p->deadline_ms) {
+		finish(pr, p, PROBE_UNTRIED, 0);
+		return;
+	}
 	fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		finish(pr, p, PROBE_CLOSED, errno);
@@ -212,7 +219,7 @@ expire(struct prober *pr, int64_t now)
 		next = q->qnext;
 		if (q->deadline_ms <= now) {
 			prober_cancel(pr, q);
-			finish(pr, q, PROBE_TIMEOUT, ETIMEDOUT);
+			finish(pr, q, PROBE_UNTRIED, 0);
 			next = pr->qhead; /* the list may have changed in the callback */
 		}
 	}
@@ -224,18 +231,23 @@ prober_poll(struct prober *pr, int timeout_ms)
 	struct epoll_event ev[256];
 	int n;
 
-	n = epoll_wait(pr->epfd, ev, (int)ARRAY_LEN(ev), timeout_ms);
-	for (int i = 0; i < n; i++) {
-		struct probe *p = ev[i].data.ptr;
-		int err = 0;
-		socklen_t len = sizeof err;
+	/* Every answer already in is taken before deadlines are judged: one
+	 * that waited behind the first 256 is no timeout. */
+	do {
+		n = epoll_wait(pr->epfd, ev, (int)ARRAY_LEN(ev), timeout_ms);
+		for (int i = 0; i < n; i++) {
+			struct probe *p = ev[i].data.ptr;
+			int err = 0;
+			socklen_t len = sizeof err;
 
-		if (p->state != PROBE_CONNECTING)
-			continue;
-		if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		finish(pr, p, err ? PROBE_CLOSED : PROBE_OPEN, err);
-	}
+			if (p->state != PROBE_CONNECTING)
+				continue;
+			if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+				err = errno;
+			finish(pr, p, err ? PROBE_CLOSED : PROBE_OPEN, err);
+		}
+		timeout_ms = 0;
+	} while (n == (int)ARRAY_LEN(ev));
 	expire(pr, mono_ms());
 	pump_queue(pr);
 }

@@ -40,6 +40,7 @@ enum probe_state {
 	PROBE_OPEN,
 	PROBE_CLOSED, /* refused, or another error (err) */
 	PROBE_TIMEOUT,
+	PROBE_UNTRIED, /* the deadline came before a socket slot did */
 };
 
 struct probe {

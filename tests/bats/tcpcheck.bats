@@ -115,13 +115,68 @@ ports() {
 	assert_output "100 0"
 }
 
+# no_raise CMD...: runs CMD with an open-files limit of 128 that it cannot
+# raise (no CAP_SYS_RESOURCE): 64 sockets in flight, 64 kept for the rest.
+no_raise() {
+	bash -c 'ulimit -n 128 && exec setpriv --inh-caps=-sys_resource \
+		--bounding-set=-sys_resource "$@"' _ "$@"
+}
+
 @test "more endpoints than open files allow: the rest wait for a slot, all answered" {
 	ports --open 40
 	local list=()
-	for p in "${OPEN[@]}"; do list+=("$p" "$p" "$p" "$p" "$p"); done
-	run -0 bash -c 'ulimit -n 90 && exec tcpcheck 127.0.0.1 "$@"' _ "${list[@]}"
-	assert_equal "${#lines[@]}" 200
+	for p in "${OPEN[@]}"; do list+=("$p" "$p" "$p" "$p" "$p" "$p" "$p" "$p"); done
+	run -0 no_raise tcpcheck 127.0.0.1 "${list[@]}"
+	assert_equal "${#lines[@]}" 320
 	refute_line --partial " closed "
+}
+
+@test "the open-files limit is raised past its hard limit to what the run needs: no endpoint waits behind hung ones" {
+	local eff
+	eff=$(awk '$1 == "CapEff:" { print $2 }' /proc/self/status)
+	(((0x$eff >> 24) & 1)) || skip "no CAP_SYS_RESOURCE here: a hard limit cannot be raised"
+	ports --blackhole 100 --open 1
+	# a hard limit of 90, which root may raise
+	run -1 --separate-stderr bash -c 'ulimit -n 90 && exec tcpcheck -t 400 127.0.0.1 "$@"' _ "${HOLE[@]}" "${OPEN[0]}"
+	assert_equal "${#lines[@]}" 101
+	assert_line -n 100 --regexp " ${OPEN[0]} open [0-9]+$"
+	assert_equal "$(grep -c ' timeout ' <<<"$output")" 100
+	assert_equal "$stderr" ""
+}
+
+@test "endpoints not tried before the deadline are untried, not timeout: exit 2 unless the answer is known" {
+	ports --blackhole 70 --open 1
+	# 64 sockets: the first 64 hung ports hold them to the deadline
+	run -1 --separate-stderr no_raise tcpcheck -t 300 127.0.0.1 "${HOLE[@]}" "${OPEN[0]}"
+	assert_equal "${#lines[@]}" 71
+	assert_equal "$(head -64 <<<"$output" | grep -c ' timeout [0-9]*$')" 64
+	assert_equal "$(tail -7 <<<"$output" | grep -c ' untried [0-9]*$')" 7
+	assert_line -n 70 --regexp "^127\.0\.0\.1 ${OPEN[0]} untried [0-9]+$"
+	assert_equal "$stderr" "tcpcheck: 7 endpoints not tried before the deadline: at most 64 connections at once (open-files limit 128)"
+	# --any: nothing open among those tried, the untried one might be
+	run -2 no_raise tcpcheck -q --any -t 300 127.0.0.1 "${HOLE[@]}" "${OPEN[0]}"
+	run -2 --separate-stderr no_raise tcpcheck --json --any -t 300 127.0.0.1 "${HOLE[@]}" "${OPEN[0]}"
+	assert_equal "$(jq -sc 'map(.state) | group_by(.) | map([.[0], length])' <<<"$output")" \
+		'[["timeout",64],["untried",7]]'
+	# open first: known healthy with --any whatever was not tried
+	run -0 no_raise tcpcheck -q --any -t 300 127.0.0.1 "${OPEN[0]}" "${HOLE[@]}"
+}
+
+@test "answers already in when the deadline passes count: closed ports are never timeout" {
+	ports --closed 1
+	local list=() i
+	for ((i = 0; i < 2000; i++)); do list+=("${CLOSED[0]}"); done
+	# 1 ms: the connects themselves outlast the deadline; each one started
+	# was refused at once (loopback), each one not started is untried
+	run --separate-stderr tcpcheck -t 1 127.0.0.1 "${list[@]}"
+	assert_equal "${#lines[@]}" 2000
+	refute_line --partial " timeout "
+	assert_equal "$(grep -cE ' (closed|untried) [0-9]+$' <<<"$output")" 2000
+	if grep -q ' untried ' <<<"$output"; then
+		assert_equal "$status" 2
+	else
+		assert_equal "$status" 1
+	fi
 }
 
 @test "--json prints one object per endpoint; -q prints nothing" {
