@@ -9,6 +9,7 @@
 #include "alloc.h"
 #include "file.h"
 #include "jsonscan.h"
+#include "log.h"
 #include "node.h"
 #include "parse.h"
 #include "vmlist.h"
@@ -157,6 +158,19 @@ parse_entry(struct jsonscan *j, struct vm_owner *o, int *skip)
 	return 0;
 }
 
+/* A VMID pmxcfs registers (memdb.c name_is_vm_config: any 32-bit number)
+ * that is above what Proxmox's API and parse_vmid take. */
+static int
+vmid_too_big(const char *s, uint32_t *vmid)
+{
+	unsigned long v;
+
+	if (s[0] < '1' || s[0] > '9' || strlen(s) > 10 || parse_ulong(s, UINT32_MAX, &v) < 0)
+		return 0;
+	*vmid = (uint32_t)v;
+	return 1;
+}
+
 static int
 parse_ids(struct jsonscan *j, struct vmlist *out, size_t *cap)
 {
@@ -169,21 +183,51 @@ parse_ids(struct jsonscan *j, struct vmlist *out, size_t *cap)
 	j->p++;
 	while ((r = jsonscan_member(j, &first, key, sizeof key, &klen)) > 0) {
 		struct vm_owner o = { 0 };
-		int skip = 0;
+		int skip = 0, big = 0;
 
 		if (klen >= sizeof key || parse_vmid(key, &o.vmid) < 0) {
-			for (char *s = key; *s; s++)
-				if ((unsigned char)*s < 0x20 || *s == '"')
-					*s = '?';
-			return jsonscan_fail(j, "guest id \"%s%s\" is not a number", key,
-			               klen >= sizeof key ? "..." : "");
+			if (klen < sizeof key && vmid_too_big(key, &o.vmid)) {
+				big = 1;
+			} else {
+				for (char *s = key; *s; s++)
+					if ((unsigned char)*s < 0x20 || *s == '"')
+						*s = '?';
+				return jsonscan_fail(j, "guest id \"%s%s\" is not a number", key,
+				                     klen >= sizeof key ? "..." : "");
+			}
 		}
 		if (parse_entry(j, &o, &skip) < 0)
 			return -1;
-		if (!skip)
+		if (big) {
+			if (!out->nskipped++ || o.vmid < out->skipped_vmid)
+				out->skipped_vmid = o.vmid;
+		} else if (!skip) {
 			push_owner(out, cap, &o);
+		}
 	}
 	return r;
+}
+
+void
+vmlist_warn_skipped(const char *path, const struct vmlist *l)
+{
+	/* What the last warning was about (one process, one map). */
+	static size_t warned_n;
+	static uint32_t warned_vmid;
+
+	if (l->nskipped == warned_n && (!l->nskipped || l->skipped_vmid == warned_vmid))
+		return;
+	warned_n = l->nskipped;
+	warned_vmid = l->skipped_vmid;
+	if (!l->nskipped)
+		return;
+	if (l->nskipped == 1)
+		log_warn("%s: guest %u skipped: a VMID above 999999999 is not a Proxmox guest ID",
+		         path, l->skipped_vmid);
+	else
+		log_warn("%s: %zu guests skipped (VMID %u and more): a VMID above 999999999 is "
+		         "not a Proxmox guest ID",
+		         path, l->nskipped, l->skipped_vmid);
 }
 
 int
@@ -367,6 +411,8 @@ vmlist_load(const char *pve_dir, struct vmlist *out, int *from_file, char *err, 
 		char tmp[256];
 		snprintf(tmp, sizeof tmp, "%s", err);
 		snprintf(err, errlen, "%s: %s", path, tmp);
+	} else {
+		vmlist_warn_skipped(path, out);
 	}
 	buf_free(&b);
 	free(path);

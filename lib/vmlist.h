@@ -22,19 +22,30 @@ struct vmlist {
 	uint64_t version;   /* pmxcfs's counter; 0 when derived from a scan */
 	struct vm_owner *e; /* sorted by vmid, vmids unique */
 	size_t n;
+	/* Entries left out: pmxcfs registers any 32-bit VMID, Proxmox's API and
+	 * our tools take at most 999999999. The lowest such VMID, and how many. */
+	size_t nskipped;
+	uint32_t skipped_vmid;
 };
 
 /* Parses .vmlist text. Anything but a complete, valid map is an error
- * (a truncated or empty file must never look like "every guest is gone").
+ * (a truncated or empty file must never look like "every guest is gone");
+ * only an entry whose VMID is above 999999999 is left out (counted in
+ * nskipped), as the rest of the map is good.
  * 0, or -1 with a reason in err ("line N: ..." where a line is known). */
 int vmlist_parse(const char *text, size_t len, struct vmlist *out, char *err, size_t errlen);
+
+/* One warning (log_warn) naming the map at path when l left entries out
+ * and the last warning was about other ones; silent while they stay. */
+void vmlist_warn_skipped(const char *path, const struct vmlist *l);
 
 /* Builds the map from PVE_DIR/nodes/NODE/{qemu-server,lxc}/VMID.conf for every NODE.
  * Only regular files named as pmxcfs counts them (^[1-9][0-9]*\.conf$) are guests.
  * 0, or -1 with a reason in err (PVE_DIR/nodes unreadable). */
 int vmlist_scan(const char *pve_dir, struct vmlist *out, char *err, size_t errlen);
 
-/* PVE_DIR/.vmlist if it exists, else vmlist_scan. Sets *from_file. */
+/* PVE_DIR/.vmlist if it exists (with vmlist_warn_skipped), else
+ * vmlist_scan. Sets *from_file. */
 int vmlist_load(const char *pve_dir, struct vmlist *out, int *from_file, char *err, size_t errlen);
 
 /* The "vmlist" counter of PVE_DIR/.version: 0 and *out, or -1 (absent/invalid). */

@@ -199,6 +199,7 @@ source_read(struct source *s, int force, struct vmlist *out)
 		return fail(s, s->vmlist_path, msg);
 	}
 	buf_free(&b);
+	vmlist_warn_skipped(s->vmlist_path, out);
 	s->mode = SOURCE_VMLIST;
 	s->gate_by_version = have_version;
 	if (have_version) {

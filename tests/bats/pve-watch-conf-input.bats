@@ -70,6 +70,21 @@ broken_case() {
 		'line 2: guest 200: bad "node"'
 }
 
+@test "a .vmlist entry with a VMID above 999999999: skipped with one warning, the rest goes on" {
+	# pmxcfs registers any 32-bit VMID (memdb.c name_is_vm_config); only
+	# Proxmox's API stops at 999999999.
+	pmxcfs-sim create "$PVE" pve1 qemu 100
+	pmxcfs-sim create "$PVE" pve2 qemu 4294967295
+	watch_start
+	pmxcfs-sim create "$PVE" pve3 qemu 1000000000
+	pmxcfs-sim migrate "$PVE" 100 pve2
+	wait_event "migrate-out 100 qemu pve2 $(conf pve2 qemu-server 100)"
+	sentinel
+	run grep -v "^pve-watch-conf: $PVE: node pve1: " "$T/err"
+	assert_output "pve-watch-conf: $PVE/.vmlist: guest 4294967295 skipped: a VMID above 999999999 is not a Proxmox guest ID
+pve-watch-conf: $PVE/.vmlist: 2 guests skipped (VMID 1000000000 and more): a VMID above 999999999 is not a Proxmox guest ID"
+}
+
 @test "nodes/ missing while .vmlist is fine: no events, not 'every guest is gone'" {
 	pmxcfs-sim create "$PVE" pve1 qemu 100
 	pmxcfs-sim create "$PVE" pve1 lxc 101

@@ -194,6 +194,15 @@ EOF
 	assert_dir_not_exists "$CFG"
 }
 
+@test "vm-ip-from-arp: a .vmlist entry with a VMID above 999999999 is skipped with one warning" {
+	standard_guests
+	pmxcfs-sim create "$PVE" pve1 qemu 1000000000
+	run -0 --separate-stderr from_arp -v
+	assert_line "100 100.128.0.100"
+	assert_line "103 100.128.0.103"
+	assert_equal "$stderr" "vm-ip-from-arp: $PVE/.vmlist: guest 1000000000 skipped: a VMID above 999999999 is not a Proxmox guest ID"
+}
+
 @test "vm-ip-from-arp: an expired entry keeps the file; an address seen on another guest moves" {
 	standard_guests
 	run -0 from_arp

@@ -123,6 +123,17 @@ EOF
 110 2001:db9:3::110"
 }
 
+@test "vm-public-ip: a .vmlist entry with a VMID above 999999999 is skipped with one warning" {
+	standard_guests
+	pmxcfs-sim create "$PVE" pve1 qemu 1000000000
+	run -0 --separate-stderr public_ip -v
+	assert_output "100 100.128.2.100
+100 2001:db9::100
+110 100.128.3.110
+110 2001:db9:3::110"
+	assert_equal "$stderr" "vm-public-ip: $PVE/.vmlist: guest 1000000000 skipped: a VMID above 999999999 is not a Proxmox guest ID"
+}
+
 @test "vm-public-ip: --all keeps every address" {
 	standard_guests
 	run -0 public_ip -v --all
