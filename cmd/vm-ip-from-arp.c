@@ -340,9 +340,12 @@ main(int argc, char **argv)
 		uint32_t *owned = xcalloc(ng ? ng : 1, sizeof *owned);
 		for (size_t i = 0; i < ng; i++)
 			owned[i] = g[i].vmid;
-		if (ipfile_sync(o.config_dir, v, n, o.replace ? IPFILE_REPLACE : IPFILE_KEEP_UNSEEN,
-		                owned, ng, o.prune ? &l : NULL) < 0)
-			rc = EXIT_TEMPFAIL;
+		int r = ipfile_sync(o.config_dir, v, n,
+		                    o.replace ? IPFILE_REPLACE : IPFILE_KEEP_UNSEEN, owned, ng,
+		                    o.prune ? &l : NULL);
+
+		if (r < 0)
+			rc = r == IPFILE_REFUSED ? EXIT_CANTCREAT : EXIT_TEMPFAIL;
 		free(owned);
 	}
 

@@ -415,9 +415,13 @@ main(int argc, char **argv)
 	ask_agents(&o, g, ng, &f);
 	f.n = vm_ip_sort_unique(f.v, f.n);
 	vm_ip_print(f.v, f.n);
-	if (!o.print_only &&
-	    ipfile_sync(o.config_dir, f.v, f.n, IPFILE_REPLACE, NULL, 0, o.prune ? &l : NULL) < 0)
-		rc = EXIT_TEMPFAIL;
+	if (!o.print_only) {
+		int r = ipfile_sync(o.config_dir, f.v, f.n, IPFILE_REPLACE, NULL, 0,
+		                    o.prune ? &l : NULL);
+
+		if (r < 0)
+			rc = r == IPFILE_REFUSED ? EXIT_CANTCREAT : EXIT_TEMPFAIL;
+	}
 	if (!rc && f.skipped)
 		rc = 1;
 

@@ -111,6 +111,26 @@ same_content(const char *path, const void *data, size_t len)
 	return same;
 }
 
+/* fchmod, unless the file already has mode, or is more private and the
+ * file system refuses the change: pmxcfs allows only 0640 (0600 under
+ * priv/) and answers any other mode with EPERM (cfs_fuse_chmod). */
+static int
+set_mode(int fd, mode_t mode)
+{
+	struct stat st;
+	int e;
+
+	if (fstat(fd, &st) == 0 && (st.st_mode & 07777) == mode)
+		return 0;
+	if (fchmod(fd, mode) == 0)
+		return 0;
+	e = errno;
+	if (e == EPERM && fstat(fd, &st) == 0 && !(st.st_mode & 07777 & ~mode))
+		return 0;
+	errno = e;
+	return -1;
+}
+
 static int
 write_if_changed(const char *path, const void *data, size_t len, mode_t mode, int sync)
 {
@@ -123,7 +143,7 @@ write_if_changed(const char *path, const void *data, size_t len, mode_t mode, in
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		goto fail;
-	if (fchmod(fd, mode) < 0 || write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
+	if (set_mode(fd, mode) < 0 || write_all(fd, data, len) < 0 || (sync && fsync(fd) < 0)) {
 		e = errno;
 		close(fd);
 		unlink(tmp);

@@ -27,7 +27,10 @@ const char *read_file_strerror(int err);
 int write_all(int fd, const void *data, size_t len);
 
 /* Writes path atomically (temp file in the same directory, fsync, rename),
- * and only when the content differs. 0 unchanged, 1 written, -1 errno. */
+ * and only when the content differs. 0 unchanged, 1 written, -1 errno.
+ * The file gets mode; where the file system refuses that chmod (EPERM) but
+ * keeps the file at least as private (pmxcfs: 0640, 0600 under priv/), it
+ * stays so. */
 int write_file_if_changed(const char *path, const void *data, size_t len, mode_t mode);
 /* The same without the fsync, for a copy that is made again when lost: a
  * burst of thousands costs no thousands of disk flushes. */

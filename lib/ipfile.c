@@ -140,6 +140,34 @@ format_list(struct buf *b, const struct ipaddr *v, size_t n, const char *sep)
 	}
 }
 
+/* Why pmxcfs refused a change: EACCES is its answer to every write
+ * without quorum (dcdb_send_fuse_message), EPERM a mode or an operation it
+ * never allows (cfs_fuse_chmod: only 0640, 0600 under priv/). */
+static const char *
+refusal(int e)
+{
+	switch (e) {
+	case EACCES:
+		return " (pmxcfs refuses writes without quorum)";
+	case EPERM:
+		return " (a mode or operation the file system never allows)";
+	default:
+		return "";
+	}
+}
+
+/* Logs a change not made (what: "write", "remove", "create") and counts it. */
+static void
+failed(struct ipfile_stats *st, const char *path, const char *what, int e)
+{
+	log_err("%s: cannot %s: %s%s", path, what, strerror(e), refusal(e));
+	st->failed++;
+	if (e == EPERM)
+		st->refused++;
+	else if (e == EACCES)
+		st->no_quorum++;
+}
+
 static int
 write_one(const char *dir, uint32_t vmid, const struct ipaddr *v, size_t n,
           const struct ipaddr *old, size_t nold, struct ipfile_stats *st)
@@ -149,10 +177,10 @@ write_one(const char *dir, uint32_t vmid, const struct ipaddr *v, size_t n,
 	int rc;
 
 	format_list(&text, v, n, "\n");
-	rc = write_file_if_changed(path, text.data, text.len, 0644);
+	/* 0640: the mode pmxcfs gives (and allows for) every file outside priv/ */
+	rc = write_file_if_changed(path, text.data, text.len, 0640);
 	if (rc < 0) {
-		log_err("%s: cannot write: %m", path);
-		st->failed++;
+		failed(st, path, "write", errno);
 	} else if (rc == 0) {
 		st->unchanged++;
 	} else {
@@ -201,8 +229,7 @@ update_one(const char *dir, uint32_t vmid, const struct vm_ip *found, size_t nfo
 	} else if (!nv) {
 		char *path = xasprintf("%s/%u", dir, vmid);
 		if (unlink(path) < 0 && errno != ENOENT) {
-			log_err("%s: cannot remove: %m", path);
-			st->failed++;
+			failed(st, path, "remove", errno);
 			rc = -1;
 		} else {
 			log_info("%s: removed, its addresses were all seen on other guests", path);
@@ -210,8 +237,7 @@ update_one(const char *dir, uint32_t vmid, const struct vm_ip *found, size_t nfo
 		}
 		free(path);
 	} else if (!*dir_ok && mkdir_p(dir, 0755) < 0) {
-		log_err("%s: cannot create: %m", dir);
-		st->failed++;
+		failed(st, dir, "create", errno);
 		rc = -1;
 	} else {
 		*dir_ok = 1;
@@ -273,8 +299,11 @@ ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st)
 		if (parse_vmid(de->d_name, &vmid) < 0 || vmlist_find(l, vmid))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
-			log_err("%s/%s: cannot remove: %m", dir, de->d_name);
-			st->failed++;
+			int e = errno;
+			char *path = xasprintf("%s/%s", dir, de->d_name);
+
+			failed(st, path, "remove", e);
+			free(path);
 			rc = -1;
 			continue;
 		}
@@ -298,12 +327,21 @@ ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n, enum ip
 	int rc = 0;
 
 	if (ipfile_update(dir, found, n, merge, owned, nowned, &st) < 0)
-		rc = -1;
+		rc = IPFILE_RETRY;
 	if (prune_by && ipfile_prune(dir, prune_by, &st) < 0)
-		rc = -1;
-	if (rc)
-		log_err("%s: %u change(s) not made; pmxcfs may lack quorum, retry later", dir,
-		        st.failed);
+		rc = IPFILE_RETRY;
+	if (st.refused) {
+		log_err("%s: %u change(s) refused by the file system (not for want of quorum: "
+		        "retrying will not help)",
+		        dir, st.refused);
+		rc = IPFILE_REFUSED;
+	}
+	if (rc && st.failed > st.refused)
+		log_err("%s: %u change(s) not made; %s, retry later", dir, st.failed - st.refused,
+		        st.no_quorum ? "pmxcfs refuses writes without quorum"
+		                     : "pmxcfs may lack quorum");
+	else if (rc && !st.failed)
+		log_err("%s: not every change was made; pmxcfs may lack quorum, retry later", dir);
 	free(dir);
 	return rc;
 }

@@ -40,6 +40,8 @@ enum ipfile_merge {
 
 struct ipfile_stats {
 	unsigned written, unchanged, removed, failed;
+	unsigned no_quorum; /* of failed: EACCES, pmxcfs without quorum */
+	unsigned refused;   /* of failed: EPERM, a mode or operation never allowed */
 };
 
 /* Updates DIR/VMID for every guest in found (sorted by vm_ip_cmp). A guest
@@ -57,8 +59,11 @@ int ipfile_update(const char *dir, const struct vm_ip *found, size_t n, enum ipf
 int ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st);
 
 /* Both of the above on CONFIG_DIR/failoverip (prune only with a vmlist).
- * 0, or -1 after logging why: pmxcfs refuses writes without quorum, so the
- * caller exits with "try again later". */
+ * 0, or after logging why: IPFILE_RETRY when a change failed for a reason
+ * that passes (pmxcfs refuses writes without quorum with EACCES: exit
+ * "try again later"), IPFILE_REFUSED when the file system refused one for
+ * good (EPERM: a mode or operation pmxcfs never allows). */
+enum { IPFILE_RETRY = -1, IPFILE_REFUSED = -2 };
 int ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n,
                 enum ipfile_merge merge, const uint32_t *owned, size_t nowned,
                 const struct vmlist *prune_by);

@@ -12,6 +12,7 @@ enum {
 	EXIT_UNAVAILABLE = 69,
 	EXIT_SOFTWARE = 70,
 	EXIT_OSERR = 71,
+	EXIT_CANTCREAT = 73, /* a file the file system refused for good (EPERM) */
 	EXIT_TEMPFAIL = 75,
 	EXIT_NOPERM = 77, /* refused: not allowed */
 	EXIT_CONFIG = 78,
