@@ -2,7 +2,8 @@
 """Drives a pmxcfs-like tree for bench/pve-watch-conf.sh.
 
 Each change is made the way Proxmox makes it, and .vmlist/.version are
-rendered right after it, as pmxcfs shows both at once:
+rendered right after it, as pmxcfs shows both at once (behind
+pmxcfs-sim's links, so that no inotify event names them, as on pmxcfs):
 
   latency PVE N LOG FIRST           N local renames of guest configs between
                                     nodes/pve2 and nodes/pve1 (migrations),
@@ -58,7 +59,9 @@ class Tree:
         vmlist, version = self.text()
         todo = []
         for name, data in ((".vmlist", vmlist), (".version", version)):
-            path = os.path.join(self.pve, name)
+            # pmxcfs-sim keeps them behind links, where a rename raises no
+            # inotify event in PVE (pmxcfs renders them on read: none ever)
+            path = os.path.realpath(os.path.join(self.pve, name))
             if in_place:
                 todo.append((path, data.encode()))
             else:

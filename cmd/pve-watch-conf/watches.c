@@ -2,11 +2,16 @@
  * processes do, so these watches make local changes (a create here, a
  * migration away from here) visible at once; the poll catches the rest.
  *
- * Watched: PVE (for .vmlist/.version renames and nodes/ appearing), PVE/nodes,
- * PVE/nodes/NODE and the node's two guest dirs. A watch dies with its dir
- * (IN_IGNORED) or its mount (IN_UNMOUNT, a pve-cluster restart), and a dir
- * may appear later or be mounted over: every sync compares each path's
- * dev/inode with the watched one and re-arms what changed. */
+ * Watched: PVE (for nodes/ appearing), PVE/nodes, PVE/nodes/NODE and the
+ * node's two guest dirs. Not .vmlist or .version: pmxcfs renders them on
+ * every read and no file operation ever happens on them, so inotify never
+ * reports them (changes made by other nodes reach no watch at all; the
+ * poll finds them).
+ *
+ * A watch dies with its dir (IN_IGNORED) or its mount (IN_UNMOUNT, a
+ * pve-cluster restart), and a dir may appear later or be mounted over:
+ * every sync compares each path's dev/inode with the watched one and
+ * re-arms what changed. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -125,9 +130,7 @@ handle(struct watches *ws, const char *node, const struct inotify_event *ev,
 	}
 	switch (i) {
 	case W_PVE:
-		if (strcmp(name, ".vmlist") == 0 || strcmp(name, ".version") == 0)
-			news->look = 1;
-		else if (strcmp(name, "nodes") == 0)
+		if (strcmp(name, "nodes") == 0)
 			news->rearm = news->look = 1;
 		break;
 	case W_NODES:

@@ -108,6 +108,25 @@ teardown() {
 	no_warnings
 }
 
+@test "a pmxcfs restart (new starttime, every guest renumbered, the counter at 1 again): no events" {
+	pmxcfs-sim create "$PVE" pve1 qemu 100
+	pmxcfs-sim create "$PVE" pve1 lxc 101
+	pmxcfs-sim create "$PVE" pve2 qemu 200
+	pmxcfs-sim edit "$PVE" 100 "memory: 4096"
+	watch_start
+	pmxcfs-sim restart "$PVE"
+	# the watcher reads the renumbered map (its counter is lower than before)
+	ticks_pass 20
+	# and the changes after it, counted from 1 again
+	pmxcfs-sim migrate "$PVE" 200 pve1
+	wait_event "migrate-in 200 qemu pve2 $(conf pve1 qemu-server 200)"
+	sentinel
+	assert_equal "$(cat "$T/out")" "$(printf '%s\n' \
+		"migrate-in 200 qemu pve2 $(conf pve1 qemu-server 200)" \
+		"create 999 qemu - $(conf pve1 qemu-server 999)")"
+	no_warnings
+}
+
 @test "edits, lock and unlock, a vzdump backup, snapshots: no event" {
 	pmxcfs-sim create "$PVE" pve1 qemu 100 "$FIXTURES/conf/qemu-plain.conf"
 	pmxcfs-sim create "$PVE" pve1 lxc 101 "$FIXTURES/conf/lxc-rollback-101.conf"

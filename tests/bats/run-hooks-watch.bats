@@ -106,3 +106,44 @@ pipeline() {
 		pve-watch-conf --no-such-option |
 		run-hooks --events "$1" --state-dir "$2" --node pve1' _ "$H" "$T/state"
 }
+
+# lock_hook FILE: a hook that logs the event, the guest and the lock its
+# config has while the hook runs.
+lock_hook() {
+	printf '%s\n' '#!/bin/sh' \
+		"echo \"\$PVEKIT_EVENT \$PVEKIT_VMID lock=\$(sed -n 's/^lock: //p' \"\$1\")\" >>$T/log" >"$1"
+	chmod +x "$1"
+}
+
+@test "end to end: a migration as qemu-server makes it runs up.d once, before the unlock or after it" {
+	# QemuMigrate.pm: "lock: migrate" written on the source, the config
+	# renamed into the target's dir, "qm unlock" on the target after the
+	# transfer. The hook runs once, whether it comes before the unlock
+	# (the watcher saw the rename) or after it (the watcher was down).
+	need_watcher
+	make_pve
+	lock_hook "$H/up.d/10-lock"
+	lock_hook "$H/down.d/10-lock"
+	pmxcfs-sim create "$PVE" pve2 qemu 200
+	pmxcfs-sim create "$PVE" pve2 qemu 201
+	pipeline
+	wait_until 20 grep -q READY=1 "$T/notify"
+	# a long transfer: the hook runs while the guest is locked
+	start_bg pmxcfs-sim migrate "$PVE" 200 pve1 3
+	local mig=$BG_PID
+	wait_until 20 grep -qx "migrate-in 200 lock=migrate" "$T/log"
+	wait "$mig"
+	refute grep -q '^lock:' "$PVE/nodes/pve1/qemu-server/200.conf"
+	# the watcher down during a whole migration: the hook after the unlock
+	kill -TERM -- -"$PIPE"
+	wait_until 20 bash -c "! kill -0 $PIPE 2>/dev/null"
+	pmxcfs-sim migrate "$PVE" 201 pve1
+	pipeline
+	wait_until 20 grep -qx "migrate-in 201 lock=" "$T/log"
+	pmxcfs-sim create "$PVE" pve1 qemu 202
+	wait_until 20 grep -q "^create 202 " "$T/log"
+	run cat "$T/log"
+	assert_output "migrate-in 200 lock=migrate
+migrate-in 201 lock=
+create 202 lock="
+}
