@@ -5,6 +5,7 @@
  * change is a diff against the map the previous events left, which is saved
  * under the state dir, so nothing is lost across restarts, bursts or queue
  * overflows, and nothing is printed twice. inotify only says "look now". */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -398,6 +399,68 @@ owners_differ(const struct vmlist *a, const struct vmlist *b)
 	return 0;
 }
 
+/* Is there a config of vmid under any node? 1 yes, 0 no, -1 cannot tell. */
+static int
+conf_anywhere(const struct watcher *w, uint32_t vmid)
+{
+	char *nodes = xasprintf("%s/nodes", w->o.pve_dir);
+	DIR *d = opendir(nodes);
+	struct dirent *de;
+	int found = 0;
+
+	free(nodes);
+	if (!d)
+		return -1;
+	while (!found && (de = readdir(d))) {
+		if (!node_name_valid(de->d_name))
+			continue;
+		for (int t = GUEST_QEMU; t <= GUEST_LXC && !found; t++) {
+			char *p = guest_conf_path(w->o.pve_dir, de->d_name, t, vmid);
+			struct stat st;
+
+			if (stat(p, &st) == 0)
+				found = S_ISREG(st.st_mode);
+			else if (errno != ENOENT && errno != ENOTDIR)
+				found = -1;
+			free(p);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* pmxcfs renames a guest config (a migration, an HA recovery) by deleting
+ * the guest from the map and registering it again under two separate lock
+ * holds (memdb.c memdb_rename), so a read can land in between and miss it.
+ * A guest that left the map is gone only when no node has its config any
+ * more (pmxcfs moves the file before it touches the map); until then the
+ * last map's entry stands, and the next read (the counter moves again with
+ * the register) says where it went. */
+static void
+hold_vanished(struct watcher *w, struct vmlist *new)
+{
+	const struct vmlist *old = &w->cur;
+	struct vm_owner *held = NULL;
+	size_t n = 0;
+
+	if (w->src.mode != SOURCE_VMLIST)
+		return; /* a scan is the tree itself */
+	for (size_t i = 0; i < old->n; i++) {
+		const struct vm_owner *e = &old->e[i];
+
+		if (vmlist_find(new, e->vmid) || conf_anywhere(w, e->vmid) == 0)
+			continue;
+		log_debug("guest %u: not in the map, but a config of it is still there; "
+		          "waiting for the next read",
+		          e->vmid);
+		held = xreallocarray(held, n + 1, sizeof *held);
+		held[n++] = *e;
+	}
+	for (size_t i = 0; i < n; i++)
+		vmlist_add(new, &held[i]);
+	free(held);
+}
+
 static void
 apply(struct watcher *w, struct vmlist *new, int full)
 {
@@ -405,6 +468,8 @@ apply(struct watcher *w, struct vmlist *new, int full)
 	struct event *ev = NULL;
 	size_t n = 0, done;
 
+	if (!w->first_run)
+		hold_vanished(w, new);
 	if (w->first_run) {
 		if (w->o.initial)
 			n = events_initial(new, w->o.node, &ev);

@@ -108,6 +108,43 @@ teardown() {
 	no_warnings
 }
 
+# watch_other NODE: a second watcher, as NODE, on the same tree (stdout in
+# $T/out.NODE); returns once it saved its first map.
+watch_other() {
+	start_bg pve-watch-conf --pve-dir "$PVE" --node "$1" --state-dir "$T/state.$1" \
+		--interval 0.1 -v >"$T/out.$1" 2>"$T/err.$1"
+	OTHER_PID=$BG_PID
+	wait_until 10 test -s "$T/state.$1/watch/owners"
+}
+
+@test "a migration read half-way (the guest missing from .vmlist for a while): migrate-out and migrate-in on both sides" {
+	# pmxcfs' rename deletes the guest from the map and registers it again
+	# under two lock holds (memdb_rename); a read in between misses it. Here
+	# that read lasts a second, several polls of both watchers.
+	pmxcfs-sim create "$PVE" pve1 qemu 100
+	pmxcfs-sim create "$PVE" pve2 lxc 200
+	watch_start -v
+	watch_other pve2
+	PMXCFS_SIM_GAP=1 pmxcfs-sim migrate "$PVE" 100 pve2
+	PMXCFS_SIM_GAP=1 pmxcfs-sim migrate "$PVE" 200 pve1
+	sentinel
+	pmxcfs-sim create "$PVE" pve2 qemu 998
+	wait_until 20 grep -q "^create 998 " "$T/out.pve2"
+	assert_equal "$(cat "$T/out")" "$(printf '%s\n' \
+		"migrate-out 100 qemu pve2 $(conf pve2 qemu-server 100)" \
+		"migrate-in 200 lxc pve2 $(conf pve1 lxc 200)" \
+		"create 999 qemu - $(conf pve1 qemu-server 999)")"
+	assert_equal "$(cat "$T/out.pve2")" "$(printf '%s\n' \
+		"migrate-in 100 qemu pve1 $(conf pve2 qemu-server 100)" \
+		"migrate-out 200 lxc pve1 $(conf pve1 lxc 200)" \
+		"create 998 qemu - $(conf pve2 qemu-server 998)")"
+	# both read the map without the guest, and waited
+	grep -q "guest 100: not in the map, but a config of it is still there" "$T/err"
+	grep -q "guest 100: not in the map, but a config of it is still there" "$T/err.pve2"
+	grep -q "guest 200: not in the map, but a config of it is still there" "$T/err"
+	grep -q "guest 200: not in the map, but a config of it is still there" "$T/err.pve2"
+}
+
 @test "a pmxcfs restart (new starttime, every guest renumbered, the counter at 1 again): no events" {
 	pmxcfs-sim create "$PVE" pve1 qemu 100
 	pmxcfs-sim create "$PVE" pve1 lxc 101
