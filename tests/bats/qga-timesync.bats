@@ -174,6 +174,44 @@ clock() {
 	wait_until 20 grep -q '^101 -\?[0-9]* ok$' "$T/hook.log"
 }
 
+@test "qga-timesync-hookscript: a live-migration target and a container are skipped at once" {
+	# the tool is a recorder: every start it would get is one line
+	printf '#!/bin/sh\necho "$*" >>"%s"\n' "$T/calls" >"$T/tool"
+	chmod +x "$T/tool"
+	# /etc/pve as pmxcfs shows it: lxc and qemu-server link to this node's folders
+	make_pve pve1 pve2
+	ln -s nodes/pve1/lxc "$PVE/lxc"
+	ln -s nodes/pve1/qemu-server "$PVE/qemu-server"
+	printf 'hostname: ct110\n' >"$T/110.conf"
+	pmxcfs-sim create "$PVE" pve1 lxc 110 "$T/110.conf"
+	printf 'agent: 1\n' >"$T/vm.conf"
+	pmxcfs-sim create "$PVE" pve1 qemu 101 "$T/vm.conf"
+	pmxcfs-sim create "$PVE" pve1 qemu 102 "$T/vm.conf"
+	pmxcfs-sim create "$PVE" pve1 qemu 103 "$T/vm.conf"
+	pmxcfs-sim create "$PVE" pve2 qemu 104 "$T/vm.conf"
+	pmxcfs-sim lock "$PVE" 103 migrate
+	pmxcfs-sim lock "$PVE" 102 suspended
+	export PVEKIT_PVE_DIR=$PVE PVEKIT_QGA_DIR=$RUN PVEKIT_TIMESYNC=$T/tool PVEKIT_TIMESYNC_LOG=$T/hook.log
+	hs=$TOP/share/hooks/qga-timesync-hookscript
+	# qm start 104 --migratedfrom pve2 on this node: the config is still pve2's
+	run -0 env PVE_MIGRATED_FROM=pve2 "$hs" 104 post-start
+	assert_output ""
+	# pct start 110
+	run -0 "$hs" 110 post-start
+	assert_output ""
+	# the target of qm remote-migrate: no PVE_MIGRATED_FROM, lock: migrate
+	run -0 "$hs" 103 post-start
+	# a hibernated VM resuming (lock: suspended) and a plain start are synced
+	run -0 "$hs" 102 post-start
+	run -0 "$hs" 101 post-start
+	wait_until 10 grep -q ' 101$' "$T/calls"
+	wait_until 10 grep -q ' 102$' "$T/calls"
+	run cat "$T/calls"
+	assert_line "--qga-dir $RUN --wait 60 101"
+	assert_line "--qga-dir $RUN --wait 60 102"
+	[ "${#lines[@]}" -eq 2 ]
+}
+
 @test "qga-timesync: usage, help and version" {
 	run -0 qga-timesync -h
 	assert_output --partial 'usage: qga-timesync'
