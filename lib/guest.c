@@ -125,7 +125,7 @@ cgroup_find_init(const char *dir, int depth, pid_t *first)
 				continue;
 			if (!*first && kill((pid_t)pid, 0) == 0)
 				*first = (pid_t)pid;
-			if (proc_is_ns_init((pid_t)pid))
+			if (proc_is_child_ns_init((pid_t)pid))
 				found = (pid_t)pid;
 		}
 	}

@@ -33,8 +33,9 @@ int lxc_running_scan(const char *lxc_dir, struct lxc_running **out, size_t *n);
 uint64_t lxc_running_find(const struct lxc_running *v, size_t n, uint32_t vmid);
 
 /* The container's init process (pid 1 inside it), as "lxc-info -p" reports
- * it, found in its cgroup CGROUP_DIR/lxc/VMID (and below); 0 when there is
- * none. */
+ * it, found in its cgroup CGROUP_DIR/lxc/VMID (and below): the pid 1 of a
+ * pid namespace one level below ours, never that of a container nested in
+ * it (Docker in a CT), which is two levels down; 0 when there is none. */
 pid_t lxc_init_pid(const char *cgroup_dir, uint32_t vmid);
 
 #endif

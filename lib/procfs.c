@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -6,6 +7,7 @@
 
 #include "buf.h"
 #include "file.h"
+#include "parse.h"
 #include "procfs.h"
 
 int
@@ -68,15 +70,18 @@ proc_cmdline_has(pid_t pid, const char *option, const char *value)
 	return found;
 }
 
-/* Its NSpid line in /proc/PID/status then ends with 1 ("NSpid:\t4711\t1"). */
-int
-proc_is_ns_init(pid_t pid)
+/* The NSpid line of /proc/PID/status: the pid in each pid namespace from
+ * the one /proc belongs to down to the process's own ("NSpid:\t4711\t1"
+ * for the init of a namespace one level down). *levels gets the number of
+ * entries, *innermost the last one. 0, or -1 when there is no such line. */
+static int
+proc_nspid(const char *pid, int *levels, unsigned long *innermost)
 {
 	char path[64], *line, *tok, *save, *last = NULL;
 	struct buf b = { 0 };
-	int ntok = 0;
+	int ntok = 0, rc = -1;
 
-	snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+	snprintf(path, sizeof path, "/proc/%s/status", pid);
 	if (read_file(path, 64 * 1024, &b) == 0 && (line = strstr(b.data, "\nNSpid:"))) {
 		line += strlen("\nNSpid:");
 		line[strcspn(line, "\n")] = '\0';
@@ -84,8 +89,25 @@ proc_is_ns_init(pid_t pid)
 			last = tok;
 			ntok++;
 		}
+		if (ntok > 0 && parse_ulong(last, ULONG_MAX, innermost) == 0) {
+			*levels = ntok;
+			rc = 0;
+		}
 	}
-	int init = ntok >= 2 && strcmp(last, "1") == 0;
 	buf_free(&b);
-	return init;
+	return rc;
+}
+
+int
+proc_is_child_ns_init(pid_t pid)
+{
+	static int self_levels; /* ours: 1, unless /proc is another namespace's */
+	unsigned long last, self_last;
+	char id[24];
+	int levels;
+
+	if (!self_levels && proc_nspid("self", &self_levels, &self_last) < 0)
+		self_levels = 1;
+	snprintf(id, sizeof id, "%ld", (long)pid);
+	return proc_nspid(id, &levels, &last) == 0 && levels == self_levels + 1 && last == 1;
 }

@@ -22,7 +22,9 @@ int64_t proc_age_ms(unsigned long long starttime);
 /* Does /proc/PID/cmdline hold the argument pair "OPTION VALUE"? */
 int proc_cmdline_has(pid_t pid, const char *option, const char *value);
 
-/* Is pid the init of a child pid namespace (pid 1 in there)? */
-int proc_is_ns_init(pid_t pid);
+/* Is pid the init (pid 1) of a pid namespace exactly one level below ours,
+ * as a container's init is? The init of a container nested in that one
+ * (Docker in a CT) is two levels down and does not count. */
+int proc_is_child_ns_init(pid_t pid);
 
 #endif

@@ -344,6 +344,43 @@ EOF
 	assert_line "110 100.128.3.110"
 }
 
+# nested_ct VMID NS: a container inside container VMID (Docker in a CT): pid 1
+# of a pid namespace nested in the CT's, in network namespace NS, listed
+# first in the CT's cgroup $CG/lxc/VMID/ns (as a docker-*.scope may come
+# first in a real cgroup walk: directory order is hash order).
+nested_ct() {
+	local vmid=$1 ns=$2 unshare nested
+	start_bg ip netns exec "$ns" nsenter -t "$CT_INIT" --pid -- unshare --pid --fork sleep 1000
+	wait_until 5 pgrep -P "$BG_PID" unshare
+	unshare=$(pgrep -P "$BG_PID" unshare)
+	wait_until 5 pgrep -P "$unshare" sleep
+	nested=$(pgrep -P "$unshare" sleep)
+	kill_at_teardown "$nested"
+	# pid 1 two levels down: NSpid "host-pid ct-pid 1"
+	grep -q $'^NSpid:\t[0-9]*\t[0-9]*\t1$' "/proc/$nested/status"
+	{ echo "$nested"; cat "$CG/lxc/$vmid/ns/cgroup.procs"; } >"$T/procs"
+	mv "$T/procs" "$CG/lxc/$vmid/ns/cgroup.procs"
+}
+
+@test "vm-public-ip: a container running containers of its own (Docker) gives its own addresses, not theirs" {
+	standard_guests
+	conf pve1 lxc 120 <<'EOF'
+hostname: docker-host
+EOF
+	guest_ns 100.128.20.120/24 2001:db9:20::120/64
+	ct 120 "$GUEST_NS"
+	guest_ns 172.17.0.2/16 100.128.21.2/24
+	nested_ct 120 "$GUEST_NS"
+	run -0 public_ip -v
+	assert_line "120 100.128.20.120"
+	assert_line "120 2001:db9:20::120"
+	refute_output --partial "100.128.21.2"
+	assert_line "110 100.128.3.110"
+	run -0 public_ip -v --all
+	refute_output --partial "172.17.0.2"
+	assert_line "120 100.128.20.120"
+}
+
 @test "vm-public-ip: writes CONFIG_DIR/failoverip/VMID, only on change; a silent agent keeps its file" {
 	standard_guests
 	run -0 public_ip
