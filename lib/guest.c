@@ -1,35 +1,88 @@
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "alloc.h"
 #include "buf.h"
 #include "file.h"
 #include "guest.h"
+#include "log.h"
 #include "parse.h"
 #include "procfs.h"
 
 #define CGROUP_WALK_DEPTH 4 /* the CT's init is in lxc/VMID/ns or just below */
 
+/* Is PATH, as process pid names it (relative to its working directory),
+ * the file st? */
+static int
+same_file_as(pid_t pid, const char *path, const struct stat *st)
+{
+	struct stat other;
+	char *at = path[0] == '/' ? xstrdup(path) : xasprintf("/proc/%ld/cwd/%s", (long)pid, path);
+	int same =
+	    stat(at, &other) == 0 && other.st_dev == st->st_dev && other.st_ino == st->st_ino;
+
+	free(at);
+	return same;
+}
+
+/* A pid file naming a QEMU that was started with another pid file is said
+ * once per guest and pid, not on every scan of a watcher. */
+static void
+warn_other_pidfile(uint32_t vmid, pid_t pid, const char *pidfile, const char *arg)
+{
+	static struct {
+		uint32_t vmid;
+		pid_t pid;
+	} said[256];
+	size_t slot = vmid % ARRAY_LEN(said);
+
+	if (said[slot].vmid == vmid && said[slot].pid == pid)
+		return;
+	said[slot].vmid = vmid;
+	said[slot].pid = pid;
+	log_warn("%s: pid %ld runs with -pidfile %s, another file: not taken as running", pidfile,
+	         (long)pid, arg);
+}
+
 pid_t
 qemu_running_pid(const char *run_dir, uint32_t vmid)
 {
-	char *pidfile = xasprintf("%s/%u.pid", run_dir, vmid);
+	char *pidfile = xasprintf("%s/%u.pid", run_dir, vmid), *arg = NULL;
 	struct buf b = { 0 };
+	struct proc_stat ps;
+	struct stat st;
 	unsigned long v;
 	pid_t pid = 0;
+	int fd;
 
-	if (read_file(pidfile, 64, &b) == 0) {
-		b.data[strcspn(b.data, "\n")] = '\0';
-		struct proc_stat ps;
-		if (parse_ulong(b.data, 4194304, &v) == 0 && v > 0 &&
-		    proc_stat_read((pid_t)v, &ps) == 0 &&
-		    proc_cmdline_has((pid_t)v, "-pidfile", pidfile))
-			pid = (pid_t)v;
-	}
+	/* The pid file as it is read: the same open file for its content and
+	 * its identity, so a rename in between cannot mix two files. */
+	if ((fd = open(pidfile, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
+		goto out;
+	if (fstat(fd, &st) < 0 || read_fd(fd, 64, &b) < 0)
+		goto out;
+	b.data[strcspn(b.data, "\n")] = '\0';
+	if (parse_ulong(b.data, 4194304, &v) < 0 || v == 0 || proc_stat_read((pid_t)v, &ps) < 0)
+		goto out;
+	/* qemu-server compares the -pidfile argument with its own spelling of
+	 * the path; ours (RUN_DIR) may differ: /run for /var/run, a trailing
+	 * slash. The same file is what counts. */
+	if (!(arg = proc_cmdline_value((pid_t)v, "pidfile")))
+		goto out; /* a reused pid: no QEMU */
+	if (strcmp(arg, pidfile) == 0 || same_file_as((pid_t)v, arg, &st))
+		pid = (pid_t)v;
+	else
+		warn_other_pidfile(vmid, (pid_t)v, pidfile, arg);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(arg);
 	buf_free(&b);
 	free(pidfile);
 	return pid;

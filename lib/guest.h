@@ -13,8 +13,12 @@
 #define CGROUP_DIR_DEFAULT "/sys/fs/cgroup"
 
 /* Reads RUN_DIR/VMID.pid and checks that the process lives and was started
- * with "-pidfile RUN_DIR/VMID.pid" (a stale or reused pid does not count).
- * Returns the pid, or 0 when the guest is not running. */
+ * with that pid file as "-pidfile" (a stale or reused pid does not count).
+ * The two are compared as files (device and inode), so RUN_DIR may be
+ * spelled otherwise than qemu-server's /var/run/qemu-server (/run, a
+ * trailing slash); a pid file naming a QEMU started with another pid file
+ * is said in one warning (once per guest and pid). Returns the pid, or 0
+ * when the guest is not running. */
 pid_t qemu_running_pid(const char *run_dir, uint32_t vmid);
 
 /* RUN_DIR/VMID.qga (caller frees). */

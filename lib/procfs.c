@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "buf.h"
 #include "file.h"
 #include "parse.h"
@@ -70,6 +71,27 @@ proc_cmdline_has(pid_t pid, const char *option, const char *value)
 	return found;
 }
 
+char *
+proc_cmdline_value(pid_t pid, const char *option)
+{
+	char path[64], *value = NULL;
+	struct buf b = { 0 };
+
+	snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
+	if (read_file(path, 1024 * 1024, &b) == 0) {
+		for (size_t i = 0; i < b.len && !value; i += strlen(b.data + i) + 1) {
+			const char *arg = b.data + i;
+			size_t next = i + strlen(arg) + 1;
+			if (arg[0] == '-' && arg[1] == '-')
+				arg++;
+			if (arg[0] == '-' && strcmp(arg + 1, option) == 0 && next < b.len)
+				value = xstrdup(b.data + next);
+		}
+	}
+	buf_free(&b);
+	return value;
+}
+
 /* The NSpid line of /proc/PID/status: the pid in each pid namespace from
  * the one /proc belongs to down to the process's own ("NSpid:\t4711\t1"
  * for the init of a namespace one level down). *levels gets the number of
@@ -79,10 +101,11 @@ proc_nspid(const char *pid, int *levels, unsigned long *innermost)
 {
 	char path[64], *line, *tok, *save, *last = NULL;
 	struct buf b = { 0 };
-	int ntok = 0, rc = -1;
+	int rc = -1;
 
 	snprintf(path, sizeof path, "/proc/%s/status", pid);
 	if (read_file(path, 64 * 1024, &b) == 0 && (line = strstr(b.data, "\nNSpid:"))) {
+		int ntok = 0;
 		line += strlen("\nNSpid:");
 		line[strcspn(line, "\n")] = '\0';
 		for (tok = strtok_r(line, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {

@@ -22,6 +22,10 @@ int64_t proc_age_ms(unsigned long long starttime);
 /* Does /proc/PID/cmdline hold the argument pair "OPTION VALUE"? */
 int proc_cmdline_has(pid_t pid, const char *option, const char *value);
 
+/* The value after "-OPTION" or "--OPTION" in /proc/PID/cmdline (QEMU takes
+ * both spellings), NULL when there is none (caller frees). */
+char *proc_cmdline_value(pid_t pid, const char *option);
+
 /* Is pid the init (pid 1) of a pid namespace exactly one level below ours,
  * as a container's init is? The init of a container nested in that one
  * (Docker in a CT) is two levels down and does not count. */

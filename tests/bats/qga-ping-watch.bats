@@ -63,6 +63,14 @@ count() { grep -c -- "$1" "$2" || true; }
 	[ -z "$output" ]
 }
 
+@test "watch: --qga-dir through a link or with a trailing slash still watches the running guests" {
+	guest 101
+	ln -s run "$T/varrun"
+	start_bg qga-ping --watch -v --pve-dir "$PVE" --node pve1 --qga-dir "$T/varrun/" \
+		--interval 0.2 --timeout 150 --threshold 3 --grace 0 --exec "$T/hook" >"$T/out" 2>"$T/err"
+	wait_until 10 in_out "101 watch running"
+}
+
 @test "watch: a hung agent is declared failed once, --exec runs once per episode and once on recovery" {
 	guest 101
 	a=$QGA_PID

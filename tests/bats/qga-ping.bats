@@ -158,6 +158,40 @@ dead_socket() {
 	assert_output --regexp '^101 ok [0-9.]+$'
 }
 
+@test "qga-ping: a running guest is found whatever the spelling of --qga-dir (/run for /var/run, a trailing slash)" {
+	make_pve
+	pmxcfs-sim create "$PVE" pve1 qemu 101
+	pmxcfs-sim create "$PVE" pve1 qemu 102
+	# Proxmox starts QEMU with -pidfile /var/run/qemu-server/VMID.pid, and
+	# /var/run links to /run: here varrun links to run
+	ln -s run "$T/varrun"
+	fake_qemu "$T/varrun" 101
+	fake_qemu "$T/varrun" 102
+	start_qga "$RUN/101.qga"
+	start_qga "$RUN/102.qga"
+	agent_up "$RUN/102.qga"
+	kill -STOP "$QGA_PID" # 102's agent hangs: --all must say so
+	local dir
+	for dir in "$T/varrun" "$RUN" "$RUN/" "$T/varrun/" "$T/varrun//"; do
+		run -2 --separate-stderr qga-ping --all --pve-dir "$PVE" --node pve1 --qga-dir "$dir" -t 300
+		assert_line --regexp '^101 ok [0-9.]+$'
+		assert_line '102 fail timeout'
+	done
+	run -2 --separate-stderr qga-timesync --all -n --pve-dir "$PVE" --node pve1 --qga-dir "$RUN/" -t 300
+	assert_line --regexp '^101 -?[0-9]+ ok$'
+	assert_line --regexp '^102 '
+	run -1 --separate-stderr vm-public-ip -v --all --pve-dir "$PVE" --node pve1 --run-dir "$RUN/" --timeout 0.3
+	assert_line "101 127.0.0.1"
+	[[ $stderr == "vm-public-ip: guest 102: $RUN//102.qga: "* ]] # hung: no reply, or busy
+	# a pid file that names a live QEMU started with another pid file: not
+	# running, and said once per run, naming both files
+	mkdir "$T/other"
+	cp "$RUN/101.pid" "$T/other/101.pid"
+	run -0 --separate-stderr qga-ping --all --pve-dir "$PVE" --node pve1 --qga-dir "$T/other"
+	assert_output ""
+	[ "$stderr" = "qga-ping: $T/other/101.pid: pid $(cat "$RUN/101.pid") runs with -pidfile $T/varrun/101.pid, another file: not taken as running" ]
+}
+
 @test "qga-ping: usage, help and version" {
 	run -0 qga-ping -h
 	assert_output --partial 'usage: qga-ping'
