@@ -139,8 +139,12 @@ finish_transport(struct qga_call *c, enum usock_status st, int64_t now)
 		finish(c, QGA_REFUSED, now, "%s: %s", c->path, c->sock.why);
 	else if (st == USOCK_IOERR)
 		finish(c, QGA_IOERR, now, "%s: %s", c->path, c->sock.why);
-	else if (st == USOCK_BUSY)
+	else if (st == USOCK_BUSY && usock_has_client(c->path) == 1)
 		finish(c, QGA_TIMEOUT, now, "%s: agent busy (another client) for %d ms", c->path,
+		       c->timeout_ms);
+	else if (st == USOCK_BUSY)
+		finish(c, QGA_TIMEOUT, now,
+		       "%s: no answer in %d ms (nothing accepts connections on the socket)", c->path,
 		       c->timeout_ms);
 	else if (c->stale && !c->saw_sync)
 		finish(c, QGA_WRONGID, now, "%s: %d sync replies, none with our id, %s", c->path,

@@ -90,8 +90,13 @@ finish_transport(struct qmp_call *c, enum usock_status st)
 		       c->phase == P_GREETING ? "greeting" : "reply");
 		break;
 	case USOCK_BUSY:
-		finish(c, QMP_TIMEOUT, "%s: monitor busy (other clients) for %d ms", c->path,
-		       c->timeout_ms);
+		if (usock_has_client(c->path) == 1)
+			finish(c, QMP_TIMEOUT, "%s: monitor busy (other clients) for %d ms", c->path,
+			       c->timeout_ms);
+		else
+			finish(c, QMP_TIMEOUT,
+			       "%s: no answer in %d ms (nothing accepts connections on the socket)",
+			       c->path, c->timeout_ms);
 		break;
 	case USOCK_TIMEOUT:
 		if (c->phase == P_GREETING)

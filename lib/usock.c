@@ -1,8 +1,16 @@
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -93,7 +101,8 @@ try_connect(struct usock *s, int64_t now)
 	if (errno == EINPROGRESS)
 		return USOCK_PENDING;
 	if (errno == EAGAIN) {
-		/* The listener's backlog is full: another client holds the socket. */
+		/* The listener's backlog is full: another client holds the
+		 * socket, or nothing accepts (usock_has_client tells which). */
 		close(s->fd);
 		s->fd = -1;
 		s->state = U_RETRY;
@@ -245,4 +254,82 @@ usock_line(struct usock *s, size_t *len)
 		n--;
 	*len = n;
 	return line;
+}
+
+/* Reads one sock_diag dump of the Unix sockets of this network namespace
+ * and looks at those bound to the file (dev, ino). */
+static int
+scan_clients(int nl, dev_t dev, ino_t ino)
+{
+	static char buf[32768] __attribute__((aligned(NLMSG_ALIGNTO)));
+	int listener = 0, client = 0;
+
+	for (;;) {
+		ssize_t n = recv(nl, buf, sizeof buf, 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			const struct unix_diag_msg *m = NLMSG_DATA(h);
+			const struct unix_diag_vfs *vfs = NULL;
+			uint32_t peer = 0;
+			struct rtattr *a;
+			int len;
+
+			if (h->nlmsg_type == NLMSG_DONE)
+				return client ? 1 : listener ? 0 : -1;
+			if (h->nlmsg_type == NLMSG_ERROR)
+				return -1;
+			len = (int)h->nlmsg_len - NLMSG_LENGTH(sizeof *m);
+			for (a = (struct rtattr *)(m + 1); len > 0 && RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+				if (a->rta_type == UNIX_DIAG_VFS && RTA_PAYLOAD(a) >= sizeof *vfs)
+					vfs = RTA_DATA(a);
+				else if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= sizeof peer)
+					memcpy(&peer, RTA_DATA(a), sizeof peer);
+			}
+			/* the kernel's dev_t: major << 20 | minor */
+			if (!vfs || vfs->udiag_vfs_ino != ino ||
+			    makedev(vfs->udiag_vfs_dev >> 20, vfs->udiag_vfs_dev & 0xfffff) != dev)
+				continue;
+			if (m->udiag_state == 10) /* TCP_LISTEN */
+				listener = 1;
+			/* Accepted (an embryo in the backlog has no inode yet) and
+			 * its client still there (a client that left is inode 0). */
+			else if (m->udiag_state == 1 && m->udiag_ino && peer)
+				client = 1;
+		}
+	}
+}
+
+int
+usock_has_client(const char *path)
+{
+	struct {
+		struct nlmsghdr h;
+		struct unix_diag_req r;
+	} req = {
+		.h = { .nlmsg_len = sizeof req,
+		       .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.r = { .sdiag_family = AF_UNIX,
+		       .udiag_states = ~0u,
+		       .udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_PEER },
+	};
+	struct timeval tv = { .tv_sec = 1 };
+	struct stat st;
+	int nl, rc;
+
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return -1;
+	nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return -1;
+	setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	rc = send(nl, &req, sizeof req, 0) == (ssize_t)sizeof req ? scan_clients(nl, st.st_dev, st.st_ino)
+	                                                          : -1;
+	close(nl);
+	return rc;
 }

@@ -3,7 +3,8 @@
  *
  * QEMU's agent and monitor sockets take one client at a time and Proxmox's
  * own tools use them too. So an exchange connects (again every 50 ms while
- * the listener's backlog is full: another client holds the socket), sends
+ * the listener's backlog is full: another client holds the socket, or the
+ * listener is stopped), sends
  * what its owner queued in out, collects what it reads in in and tells the
  * owner after each chunk (a bounded number of chunks per step, so a chatty
  * peer cannot keep a step from its deadline), and closes the socket the
@@ -71,6 +72,14 @@ enum usock_status usock_step(struct usock *s, short revents, int64_t now_ms, uso
  * The exchange closes the socket by itself on any status but USOCK_PENDING,
  * keeping the input for its owner to judge. */
 void usock_close(struct usock *s);
+
+/* After USOCK_BUSY: a full backlog is no proof of another client, since a
+ * listener that accepts nothing (a stopped QEMU or agent) fills it with the
+ * connections of earlier tries. Has the listener of the socket file path
+ * accepted a connection whose client is still there (sock_diag: a socket
+ * bound to that file, accepted, with a live peer)? 1 yes, 0 no, -1 not
+ * known (no listener seen in this network namespace). */
+int usock_has_client(const char *path);
 
 /* The input, as read and not yet consumed. usock_input adds bytes as if
  * they had been read: how a protocol is driven without a socket (fuzzing).

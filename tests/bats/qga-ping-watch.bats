@@ -158,7 +158,7 @@ qemu_guest() {
 	kill -STOP "$QEMU_PID"
 	wait_until 10 grep -q '"event":"failed"' "$T/out"
 	grep '"event":"failed"' "$T/out" | jq -e '.qemu_status == "unknown" and .reason == "timeout"'
-	grep -qE "101: $RUN/101\.qmp: (no greeting in 150 ms|monitor busy)" "$T/err"
+	grep -qE "101: $RUN/101\.qmp: (no greeting in 150 ms|no answer in 150 ms \(nothing accepts connections on the socket\))" "$T/err"
 	grep -q "^qga-failed 101 timeout .* unknown$" "$HOOK_LOG"
 }
 

@@ -40,6 +40,45 @@ dead_socket() {
 	assert_output --regexp '^101 ok '
 }
 
+@test "qga-ping: an agent that accepts no connection is no answer, not busy; one another client holds is busy" {
+	start_qga "$RUN/101.qga"
+	agent_up "$RUN/101.qga"
+	kill -STOP "$QGA_PID"
+	# each try leaves a connection the stopped agent never accepts, until
+	# its backlog is full and connect(2) says EAGAIN, as for a busy socket
+	local i
+	for i in 1 2 3 4; do run -2 --separate-stderr qga-ping --qga-dir "$RUN" -t 200 101; done
+	assert_output '101 fail timeout'
+	assert_equal "$stderr" "qga-ping: $RUN/101.qga: no answer in 200 ms (nothing accepts connections on the socket)"
+	kill -CONT "$QGA_PID"
+
+	# stopped before it closed the connection of a client that has left
+	start_bg python3 -c 'import socket, sys, time
+l = socket.socket(socket.AF_UNIX)
+l.bind(sys.argv[1])
+l.listen(1)
+c = socket.socket(socket.AF_UNIX)
+c.connect(sys.argv[1])
+a, _ = l.accept()
+c.close()
+open(sys.argv[2], "w").close()
+time.sleep(60)' "$RUN/103.qga" "$T/left"
+	wait_until 5 test -e "$T/left"
+	for i in 1 2 3 4; do run -2 --separate-stderr qga-ping --qga-dir "$RUN" -t 200 103; done
+	assert_equal "$stderr" "qga-ping: $RUN/103.qga: no answer in 200 ms (nothing accepts connections on the socket)"
+
+	# QEMU serves one client of its agent socket at a time
+	start_qemu "$RUN" 102 --qga
+	start_bg python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+open(sys.argv[2], "w").close()
+time.sleep(60)' "$RUN/102.qga" "$T/held"
+	wait_until 5 test -e "$T/held"
+	for i in 1 2 3 4; do run -2 --separate-stderr qga-ping --qga-dir "$RUN" -t 200 102; done
+	assert_equal "$stderr" "qga-ping: $RUN/102.qga: agent busy (another client) for 200 ms"
+}
+
 @test "qga-ping: a restarted agent answers again" {
 	start_qga "$RUN/101.qga"
 	run -0 qga-ping --qga-dir "$RUN" 101
