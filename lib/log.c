@@ -84,6 +84,18 @@ DEFINE_LOG(log_info, 6, 1)
 DEFINE_LOG(log_debug, 7, log_verbose > 0)
 
 void
+log_info_bytes(const char *prefix, const char *line, size_t len)
+{
+	char text[2048];
+
+	if (len > sizeof text)
+		len = sizeof text; /* vlog cuts the line shorter still */
+	for (size_t i = 0; i < len; i++)
+		text[i] = (unsigned char)line[i] < 0x20 || line[i] == 0x7f ? '?' : line[i];
+	log_info("%s: %.*s", prefix, (int)len, text);
+}
+
+void
 die(int code, const char *fmt, ...)
 {
 	va_list ap;

@@ -4,6 +4,8 @@
 #ifndef PVEKIT_LOG_H
 #define PVEKIT_LOG_H
 
+#include <stddef.h>
+
 /* Exit codes shared by every program; each man page lists the ones it uses. */
 enum {
 	EXIT_TIMEOUT = 2,
@@ -26,6 +28,9 @@ void log_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "prefix: line" at info, line being len bytes of a child's output: a NUL
+ * shows as '?' like any control byte, instead of ending the line there. */
+void log_info_bytes(const char *prefix, const char *line, size_t len);
 _Noreturn void die(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn)); /* the attribute for cppcheck */
 
