@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "file.h"
+#include "filestamp.h"
 #include "jsonscan.h"
 #include "log.h"
 #include "node.h"
@@ -15,6 +17,7 @@
 #include "vmlist.h"
 
 #define VMLIST_MAX (64 * 1024 * 1024)
+#define VERSION_MAX (1024 * 1024)
 
 static int
 cmp_owner(const void *a, const void *b)
@@ -419,22 +422,239 @@ vmlist_load(const char *pve_dir, struct vmlist *out, int *from_file, char *err, 
 	return rc;
 }
 
-int
-pve_version_counter(const char *pve_dir, const char *key, uint64_t *out)
-{
-	char *path = xasprintf("%s/.version", pve_dir);
-	struct buf b = { 0 };
-	int rc = -1;
-
-	if (read_file(path, 1024 * 1024, &b) == 0)
-		rc = pve_version_parse(b.data, b.len, key, out);
-	buf_free(&b);
-	free(path);
-	return rc;
-}
-
 char *
 guest_conf_path(const char *pve_dir, const char *node, enum guest_type t, uint32_t vmid)
 {
 	return xasprintf("%s/nodes/%s/%s/%u.conf", pve_dir, node, guest_type_dir(t), vmid);
+}
+
+/* ---- keeping the map fresh */
+
+void
+vmlist_source_init(struct vmlist_source *s, const char *pve_dir, const char *node)
+{
+	memset(s, 0, sizeof *s);
+	s->pve_dir = pve_dir;
+	s->vmlist_path = xasprintf("%s/.vmlist", pve_dir);
+	s->version_path = xasprintf("%s/.version", pve_dir);
+	s->node_dir = node ? xasprintf("%s/nodes/%s", pve_dir, node) : NULL;
+}
+
+void
+vmlist_source_free(struct vmlist_source *s)
+{
+	free(s->vmlist_path);
+	free(s->version_path);
+	free(s->node_dir);
+	buf_free(&s->version_buf);
+}
+
+const char *
+vmlist_source_name(const struct vmlist_source *s)
+{
+	return s->from == VMLIST_FROM_SCAN ? "nodes/ scan" : ".vmlist";
+}
+
+static uint64_t
+mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+	return h * 0xff51afd7ed558ccdULL;
+}
+
+static uint64_t
+name_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+/* The stamp's hash; clears *settled when the file changed too recently. */
+static uint64_t
+stamp_sig(const char *path, int64_t now, int *settled)
+{
+	struct filestamp st;
+
+	filestamp_take(path, &st);
+	if (!filestamp_settled(&st, now))
+		*settled = 0;
+	return filestamp_hash(&st);
+}
+
+/* Signature of nodes/, nodes/N, nodes/N/qemu-server and nodes/N/lxc: a
+ * guest config added, removed or renamed changes one of their mtimes. The
+ * sum makes it independent of readdir order. */
+static int
+scan_signature(const struct vmlist_source *s, uint64_t *sig, int *settled)
+{
+	static const char *const sub[] = { "", "/qemu-server", "/lxc" };
+	char *nodes = xasprintf("%s/nodes", s->pve_dir);
+	int64_t now = real_ns();
+	struct dirent *de;
+	uint64_t h;
+	DIR *d;
+
+	*settled = 1;
+	if (!(d = opendir(nodes))) {
+		free(nodes);
+		return -1;
+	}
+	h = stamp_sig(nodes, now, settled);
+	while ((de = readdir(d))) {
+		if (!node_name_valid(de->d_name))
+			continue;
+		for (size_t i = 0; i < ARRAY_LEN(sub); i++) {
+			char *p = xasprintf("%s/%s%s", nodes, de->d_name, sub[i]);
+
+			h += mix(mix(name_hash(de->d_name), i), stamp_sig(p, now, settled));
+			free(p);
+		}
+	}
+	closedir(d);
+	free(nodes);
+	*sig = h;
+	return 0;
+}
+
+static int
+source_fail(struct vmlist_source *s, const char *path, const char *reason)
+{
+	snprintf(s->err, sizeof s->err, "%s: %s", path, reason);
+	s->gated = 0;
+	return -1;
+}
+
+static int
+read_scan(struct vmlist_source *s, int force, struct vmlist *out)
+{
+	char msg[300];
+	uint64_t sig;
+	int settled;
+
+	if (scan_signature(s, &sig, &settled) < 0) {
+		char *nodes = xasprintf("%s/nodes", s->pve_dir);
+		int rc = source_fail(s, nodes, strerror(errno));
+
+		free(nodes);
+		return rc;
+	}
+	if (!force && s->gated && s->from == VMLIST_FROM_SCAN && sig == s->gate_sig)
+		return 0;
+	if (vmlist_scan(s->pve_dir, out, msg, sizeof msg) < 0) {
+		snprintf(s->err, sizeof s->err, "%s", msg);
+		s->gated = 0;
+		return -1;
+	}
+	s->from = VMLIST_FROM_SCAN;
+	s->gate_by_version = 0;
+	s->gate_sig = sig;
+	s->gated = settled;
+	return 1;
+}
+
+int
+vmlist_source_read(struct vmlist_source *s, int force, struct vmlist *out)
+{
+	uint64_t start = 0, counter = 0, sig = 0;
+	char msg[300];
+	struct buf b = { 0 };
+	int have_version, settled = 1;
+	struct filestamp fs;
+	struct stat st;
+
+	if (s->node_dir) {
+		if (stat(s->node_dir, &st) < 0)
+			return source_fail(s, s->node_dir, strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return source_fail(s, s->node_dir, strerror(ENOTDIR));
+	}
+	have_version =
+	    read_file(s->version_path, VERSION_MAX, &s->version_buf) == 0 &&
+	    pve_version_parse(s->version_buf.data, s->version_buf.len, "vmlist", &counter) == 0;
+	if (have_version &&
+	    pve_version_parse(s->version_buf.data, s->version_buf.len, "starttime", &start) < 0)
+		start = 0;
+	/* The counter starts again when pmxcfs does: starttime tells them apart. */
+	if (have_version && !force && s->gated && s->gate_by_version &&
+	    s->from == VMLIST_FROM_FILE && start == s->gate_start && counter == s->gate_counter)
+		return 0;
+
+	if (stat(s->vmlist_path, &st) < 0) {
+		if (errno != ENOENT)
+			return source_fail(s, s->vmlist_path, strerror(errno));
+		return read_scan(s, force, out);
+	}
+	if (!have_version) {
+		filestamp_of(&st, &fs);
+		sig = filestamp_hash(&fs);
+		settled = filestamp_settled(&fs, real_ns());
+		if (!force && s->gated && !s->gate_by_version && s->from == VMLIST_FROM_FILE &&
+		    sig == s->gate_sig)
+			return 0;
+	}
+	if (read_file(s->vmlist_path, VMLIST_MAX, &b) < 0) {
+		buf_free(&b);
+		return source_fail(s, s->vmlist_path, strerror(errno));
+	}
+	if (vmlist_parse(b.data, b.len, out, msg, sizeof msg) < 0) {
+		buf_free(&b);
+		return source_fail(s, s->vmlist_path, msg);
+	}
+	buf_free(&b);
+	vmlist_warn_skipped(s->vmlist_path, out);
+	s->from = VMLIST_FROM_FILE;
+	s->gate_by_version = have_version;
+	if (have_version) {
+		s->gate_start = start;
+		s->gate_counter = counter;
+		/* A .vmlist older than the counter that sent us here is read again. */
+		s->gated = out->version >= counter;
+	} else {
+		s->gate_sig = sig;
+		s->gated = settled;
+	}
+	return 1;
+}
+
+void
+vmlist_current_init(struct vmlist_current *c, const char *pve_dir, const char *node)
+{
+	memset(c, 0, sizeof *c);
+	vmlist_source_init(&c->src, pve_dir, node);
+}
+
+void
+vmlist_current_free(struct vmlist_current *c)
+{
+	vmlist_source_free(&c->src);
+	vmlist_free(&c->map);
+}
+
+int
+vmlist_refresh(struct vmlist_current *c, int force)
+{
+	struct vmlist fresh;
+	int r = vmlist_source_read(&c->src, force, &fresh);
+
+	if (r < 0) {
+		/* Never take a broken map for "every guest is gone". */
+		if (!c->failing)
+			log_err("%s; %s", c->src.err,
+			        c->have_map ? "keeping the last guest list" : "no guest list yet");
+		c->failing = 1;
+		return c->have_map ? 0 : -1;
+	}
+	if (c->failing)
+		log_info("%s: guest list readable again (from %s)", c->src.pve_dir,
+		         vmlist_source_name(&c->src));
+	c->failing = 0;
+	if (r == 0)
+		return 0;
+	vmlist_free(&c->map);
+	c->map = fresh;
+	c->have_map = 1;
+	return 1;
 }

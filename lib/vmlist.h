@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "guestconf.h"
 #include "node.h"
 
@@ -48,9 +49,6 @@ int vmlist_scan(const char *pve_dir, struct vmlist *out, char *err, size_t errle
  * vmlist_scan. Sets *from_file. */
 int vmlist_load(const char *pve_dir, struct vmlist *out, int *from_file, char *err, size_t errlen);
 
-/* The "vmlist" counter of PVE_DIR/.version: 0 and *out, or -1 (absent/invalid). */
-int pve_version_counter(const char *pve_dir, const char *key, uint64_t *out);
-
 /* A top-level non-negative integer member of a JSON object in text (the
  * .version format): 0 and *out, or -1 (not valid JSON, key absent or not
  * such a number). */
@@ -59,6 +57,53 @@ int pve_version_parse(const char *text, size_t len, const char *key, uint64_t *o
 const struct vm_owner *vmlist_find(const struct vmlist *l, uint32_t vmid);
 void vmlist_add(struct vmlist *l, const struct vm_owner *o); /* keeps order */
 void vmlist_free(struct vmlist *l);
+
+/* Where the map comes from, read again only when it changed. pmxcfs renders
+ * PVE/.vmlist (every guest of the cluster and its node) and PVE/.version
+ * ("starttime" of pmxcfs, and counters: "vmlist" moves with every change of
+ * the map and starts again when pmxcfs does). A read looks at the small
+ * .version and parses .vmlist only when starttime or the counter moved.
+ * Without .version the stat stamp of .vmlist gates the read; without
+ * .vmlist the map is derived from nodes/{*}/{qemu-server,lxc}, gated by the
+ * stamps of those dirs. A stamp of a file changed in the last two seconds
+ * is not trusted (whole-second mtimes). */
+enum vmlist_from { VMLIST_FROM_NONE, VMLIST_FROM_FILE, VMLIST_FROM_SCAN };
+
+struct vmlist_source {
+	const char *pve_dir;
+	char *vmlist_path, *version_path, *node_dir;
+	enum vmlist_from from;
+	int gated;           /* the last read succeeded and left a gate to compare */
+	int gate_by_version; /* gate is .version's (starttime, vmlist) */
+	uint64_t gate_start, gate_counter;
+	uint64_t gate_sig; /* else a stamp signature of .vmlist or of the guest dirs */
+	struct buf version_buf;
+	char err[512]; /* why there is no usable map */
+};
+
+/* With node, PVE_DIR/nodes/NODE must exist for a map to count: /etc/pve
+ * without it is pmxcfs not mounted, never "no guests". NULL: no check. */
+void vmlist_source_init(struct vmlist_source *s, const char *pve_dir, const char *node);
+void vmlist_source_free(struct vmlist_source *s);
+/* 1: a fresh map in *out; 0: nothing changed since the last read (out
+ * untouched); -1: no usable map now, s->err says why. force skips the gate. */
+int vmlist_source_read(struct vmlist_source *s, int force, struct vmlist *out);
+/* ".vmlist" or "nodes/ scan" */
+const char *vmlist_source_name(const struct vmlist_source *s);
+
+/* The guest list a watcher works from: vmlist_source_read, keeping the last
+ * good map while the source is broken, saying so once. */
+struct vmlist_current {
+	struct vmlist_source src;
+	struct vmlist map; /* the last good map */
+	int have_map, failing;
+};
+
+void vmlist_current_init(struct vmlist_current *c, const char *pve_dir, const char *node);
+void vmlist_current_free(struct vmlist_current *c);
+/* 1: c->map is new; 0: unchanged (also while the source fails and an
+ * older map is kept); -1: no map at all yet. */
+int vmlist_refresh(struct vmlist_current *c, int force);
 
 /* A change of a guest's owner as pve-watch-conf prints it and run-hooks
  * --events reads it. */

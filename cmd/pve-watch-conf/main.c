@@ -75,7 +75,7 @@ struct opts {
 
 struct watcher {
 	struct opts o;
-	struct source src;
+	struct vmlist_source src;
 	struct store st;
 	struct watches ws;
 	struct output out;
@@ -87,7 +87,7 @@ struct watcher {
 	int dirty;         /* cur is not saved yet */
 	int save_failed, copy_failed;
 	int reader_gone, out_errno;
-	enum source_mode last_mode;
+	enum vmlist_from last_mode;
 	int recheck_step;
 	int64_t next_tick, recheck_at, save_at, next_prune;
 	int save_step;
@@ -211,7 +211,7 @@ update_status(struct watcher *w)
 		         w->cur.n, w->src.err);
 	else
 		snprintf(s, sizeof s, "guests: %zu here, %zu in the cluster (from %s)", here,
-		         w->cur.n, source_name(&w->src));
+		         w->cur.n, vmlist_source_name(&w->src));
 	if (strcmp(s, w->status) != 0) {
 		memcpy(w->status, s, sizeof s);
 		sd_notifyf("STATUS=%s", s);
@@ -235,12 +235,12 @@ note_good(struct watcher *w)
 {
 	if (w->broken) {
 		w->broken = 0;
-		log_info("owner map readable again (from %s)", source_name(&w->src));
-	} else if (w->have_read && w->src.mode != w->last_mode) {
-		log_info("owner map now from %s", source_name(&w->src));
+		log_info("owner map readable again (from %s)", vmlist_source_name(&w->src));
+	} else if (w->have_read && w->src.from != w->last_mode) {
+		log_info("owner map now from %s", vmlist_source_name(&w->src));
 	}
 	w->have_read = 1;
-	w->last_mode = w->src.mode;
+	w->last_mode = w->src.from;
 }
 
 /* In a scan there are no per-guest versions: this node's guests get their
@@ -443,7 +443,7 @@ hold_vanished(struct watcher *w, struct vmlist *new)
 	struct vm_owner *held = NULL;
 	size_t n = 0;
 
-	if (w->src.mode != SOURCE_VMLIST)
+	if (w->src.from != VMLIST_FROM_FILE)
 		return; /* a scan is the tree itself */
 	for (size_t i = 0; i < old->n; i++) {
 		const struct vm_owner *e = &old->e[i];
@@ -562,14 +562,14 @@ static void
 reconcile(struct watcher *w, int flags, int from_timer)
 {
 	struct vmlist new;
-	int r = source_read(&w->src, flags != 0, &new);
+	int r = vmlist_source_read(&w->src, flags != 0, &new);
 
 	if (r < 0) {
 		note_broken(w);
 	} else {
 		note_good(w);
 		if (r > 0) {
-			if (w->src.mode == SOURCE_SCAN)
+			if (w->src.from == VMLIST_FROM_SCAN)
 				stamp_scan_versions(w, &new);
 			apply(w, &new, flags & RC_FULL);
 		}
@@ -760,7 +760,7 @@ setup(struct watcher *w)
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	setup_signals(w);
 	output_init(&w->out, STDOUT_FILENO, w->o.json, w->o.node, &got_term);
-	source_init(&w->src, w->o.pve_dir, w->o.node);
+	vmlist_source_init(&w->src, w->o.pve_dir, w->o.node);
 	watches_open(&w->ws, w->o.pve_dir, w->o.node);
 	watches_sync(&w->ws);
 }
@@ -789,7 +789,7 @@ main(int argc, char **argv)
 		rc = w.reader_gone || w.out_errno ? finish(&w, 0) : run(&w);
 	}
 	watches_close(&w.ws);
-	source_free(&w.src);
+	vmlist_source_free(&w.src);
 	output_free(&w.out);
 	store_close(&w.st);
 	vmlist_free(&w.cur);

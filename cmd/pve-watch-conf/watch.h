@@ -1,7 +1,6 @@
 /* pve-watch-conf: the parts of the watcher, one file each.
  *
  *   main.c     options, the poll loop, reconciling, signals
- *   source.c   where the owner map comes from (.vmlist, gated; or a scan)
  *   watches.c  inotify on the node's guest dirs, re-armed as dirs come and go
  *   store.c    the saved owner map and the kept copies of guest configs
  *   output.c   the map diff and the event lines */
@@ -14,29 +13,6 @@
 
 #include "util.h"
 #include "vmlist.h"
-
-/* source.c */
-
-enum source_mode { SOURCE_NONE, SOURCE_VMLIST, SOURCE_SCAN };
-
-struct source {
-	const char *pve_dir, *node;
-	enum source_mode mode;
-	char *vmlist_path, *version_path, *node_dir;
-	int gated;           /* the last read succeeded and left a gate to compare */
-	int gate_by_version; /* gate is .version's (starttime, vmlist) */
-	uint64_t gate_start, gate_counter;
-	uint64_t gate_sig; /* else a stat signature of .vmlist or of the guest dirs */
-	struct buf version_buf;
-	char err[512]; /* why there is no usable map */
-};
-
-void source_init(struct source *s, const char *pve_dir, const char *node);
-void source_free(struct source *s);
-/* 1: a fresh map in *out; 0: nothing changed since the last read (out
- * untouched); -1: no usable map now, s->err says why. force skips the gate. */
-int source_read(struct source *s, int force, struct vmlist *out);
-const char *source_name(const struct source *s);
 
 /* watches.c */
 

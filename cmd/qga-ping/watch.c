@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filestamp.h"
 #include "guest.h"
 #include "guestconf.h"
 #include "log.h"
@@ -55,13 +56,13 @@ struct guest {
 	uint32_t vmid;
 	char *conf_path, *pid_path;
 	/* from the live config, reread when it changes */
-	struct stat conf_st;
+	struct filestamp conf_st;
 	int have_conf_st, agent;
 	char lock[32], uuid[37];
 	/* the QEMU process */
 	pid_t pid;
 	unsigned long long pstart;
-	struct stat pid_st;
+	struct filestamp pid_st;
 	int64_t arrived; /* when it came to this node (0: there at our start) */
 	/* heartbeat */
 	int watched, in_flight, first_round, failed, nosock_warned;
@@ -94,9 +95,7 @@ struct watcher {
 	size_t ng;
 	struct child *ch;
 	size_t nch;
-	struct vmlist vl;
-	int have_vl, vl_versioned, vl_warned;
-	uint64_t vl_version;
+	struct vmlist_current vl;
 	unsigned scans;
 	int64_t next_scan;
 	size_t first_pending;
@@ -227,24 +226,17 @@ guest_remove(struct watcher *w, size_t i)
 	w->ng--;
 }
 
-static int
-same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 /* Rereads the live config when it changed. -1 when it is gone. */
 static int
 reload_conf(struct guest *g)
 {
 	struct guest_conf c;
-	struct stat st;
+	struct filestamp st;
 	const char *lock;
 
-	if (stat(g->conf_path, &st) < 0)
+	if (!filestamp_take(g->conf_path, &st))
 		return -1;
-	if (g->have_conf_st && same_file(&st, &g->conf_st))
+	if (g->have_conf_st && filestamp_same(&st, &g->conf_st))
 		return 0;
 	if (guest_conf_load(g->conf_path, GUEST_QEMU, &c) < 0) {
 		if (errno == ENOENT)
@@ -280,13 +272,13 @@ proc_starttime(pid_t pid)
 static pid_t
 running_pid(const struct watcher *w, struct guest *g)
 {
-	struct stat st;
+	struct filestamp st;
 
-	if (stat(g->pid_path, &st) < 0) {
+	if (!filestamp_take(g->pid_path, &st)) {
 		g->pid = 0;
 		return 0;
 	}
-	if (g->pid && same_file(&st, &g->pid_st) && proc_starttime(g->pid) == g->pstart)
+	if (g->pid && filestamp_same(&st, &g->pid_st) && proc_starttime(g->pid) == g->pstart)
 		return g->pid;
 	g->pid_st = st;
 	g->pid = qemu_running_pid(w->o->qga_dir, g->vmid);
@@ -631,42 +623,14 @@ on_result(struct watcher *w, struct guest *g, int64_t now)
 /* --- scanning the node -------------------------------------------------- */
 
 static int
-load_vmlist(struct watcher *w)
-{
-	uint64_t ver = 0;
-	int versioned = pve_version_counter(w->o->pve_dir, "vmlist", &ver) == 0;
-	struct vmlist nl;
-	char err[512];
-	int from_file;
-
-	if (w->have_vl && versioned && w->vl_versioned && ver == w->vl_version)
-		return 0;
-	if (vmlist_load(w->o->pve_dir, &nl, &from_file, err, sizeof err) < 0) {
-		if (!w->vl_warned)
-			log_err("%s", err);
-		w->vl_warned = 1;
-		return w->have_vl ? 0 : -1; /* never take a broken map for "all gone" */
-	}
-	if (w->vl_warned)
-		log_info("%s: guest list readable again", w->o->pve_dir);
-	w->vl_warned = 0;
-	vmlist_free(&w->vl);
-	w->vl = nl;
-	w->have_vl = 1;
-	w->vl_versioned = versioned;
-	w->vl_version = ver;
-	return 0;
-}
-
-static int
 scan(struct watcher *w, int64_t now)
 {
-	if (load_vmlist(w) < 0)
+	if (vmlist_refresh(&w->vl, 0) < 0)
 		return -1;
 	for (size_t i = 0; i < w->ng; i++)
 		w->g[i]->seen = 0;
-	for (size_t i = 0; i < w->vl.n; i++) {
-		const struct vm_owner *o = &w->vl.e[i];
+	for (size_t i = 0; i < w->vl.map.n; i++) {
+		const struct vm_owner *o = &w->vl.map.e[i];
 		struct guest *g;
 		const char *why = "running";
 
@@ -694,7 +658,7 @@ scan(struct watcher *w, int64_t now)
 		struct guest *g = w->g[i];
 		if (g->seen)
 			continue;
-		const struct vm_owner *o = vmlist_find(&w->vl, g->vmid);
+		const struct vm_owner *o = vmlist_find(&w->vl.map, g->vmid);
 		stop_watch(w, g, o && strcmp(o->node, w->o->node) != 0 ? "migrated" : "destroyed");
 		guest_remove(w, i);
 	}
@@ -731,6 +695,7 @@ setup(struct watcher *w, const struct watch_opts *o)
 
 	memset(w, 0, sizeof *w);
 	w->o = o;
+	vmlist_current_init(&w->vl, o->pve_dir, NULL);
 	w->interval_ms = (int64_t)(o->interval_s * 1000);
 	if (getrandom(&w->rng, sizeof w->rng, GRND_NONBLOCK) != sizeof w->rng)
 		w->rng = (uint64_t)mono_ms() ^ (uint64_t)getpid() << 32;
@@ -886,7 +851,7 @@ teardown(struct watcher *w)
 	free(w->pfd);
 	free(w->pfd_guest);
 	free(w->pfd_qmp);
-	vmlist_free(&w->vl);
+	vmlist_current_free(&w->vl);
 	close(w->sfd);
 }
 

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filestamp.h"
 #include "guest.h"
 #include "log.h"
 #include "notify.h"
@@ -43,18 +44,10 @@ struct evsrc {
 	struct guest *g;
 };
 
-struct stamp {
-	int exists;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
-};
-
 struct guest {
 	uint32_t vmid;
 	char *path;
-	struct stamp stamp;
+	struct filestamp stamp;
 	int seen, gone;
 	int conf_ok;
 	struct gconf conf;
@@ -93,13 +86,11 @@ struct watcher {
 	struct guest **g;
 	size_t n;
 	char *mvmm_path, *defaults_path, *maint_path, *ha_path;
-	struct stamp st_mvmm, st_defaults, st_ha;
+	struct filestamp st_mvmm, st_defaults, st_ha;
 	struct gconf defaults;
 	int defaults_ok, defaults_changed;
-	struct vmlist vl;
-	int have_vl, have_counter;
-	uint64_t vl_counter;
-	char vl_err[512], dir_err[512], ha_err[512];
+	struct vmlist_current vl;
+	char dir_err[512], ha_err[512];
 	struct ha_res *ha;
 	size_t nha;
 	struct lxc_running *lxc;
@@ -215,35 +206,6 @@ fmt_duration(double s, char *out, size_t len)
 /* ---- files */
 
 static void
-take_stamp(const char *path, struct stamp *s)
-{
-	struct stat st;
-
-	memset(s, 0, sizeof *s);
-	if (stat(path, &st) == 0) {
-		s->exists = 1;
-		s->dev = st.st_dev;
-		s->ino = st.st_ino;
-		s->size = st.st_size;
-		s->mtime = st.st_mtim;
-	}
-}
-
-/* pmxcfs keeps whole-second mtimes; inode and size catch the usual edits
- * (PVE and editors write a temp file and rename it), SIGHUP the rest. */
-static int
-stamp_changed(const char *path, struct stamp *s)
-{
-	struct stamp now;
-
-	take_stamp(path, &now);
-	if (memcmp(&now, s, sizeof now) == 0)
-		return 0;
-	*s = now;
-	return 1;
-}
-
-static void
 log_once(char *last, size_t len, const char *msg)
 {
 	if (strcmp(last, msg) != 0) {
@@ -271,39 +233,13 @@ load_defaults(void)
 }
 
 static void
-load_vmlist(int force)
-{
-	struct vmlist nl = { 0 };
-	uint64_t counter;
-	char err[200];
-	int from_file, have_counter;
-
-	have_counter = pve_version_counter(W.o->pve_dir, "vmlist", &counter) == 0;
-	if (!force && W.have_vl && have_counter && W.have_counter && counter == W.vl_counter)
-		return;
-	if (vmlist_load(W.o->pve_dir, &nl, &from_file, err, sizeof err) < 0) {
-		char msg[300];
-		snprintf(msg, sizeof msg, "%s: %s (keeping the last guest list)", W.o->pve_dir,
-		         err);
-		log_once(W.vl_err, sizeof W.vl_err, msg);
-		return;
-	}
-	log_once(W.vl_err, sizeof W.vl_err, "");
-	vmlist_free(&W.vl);
-	W.vl = nl;
-	W.have_vl = 1;
-	W.have_counter = have_counter;
-	W.vl_counter = counter;
-}
-
-static void
 load_ha(int force)
 {
 	struct ha_res *v;
 	size_t n;
 	char err[300];
 
-	if (!stamp_changed(W.ha_path, &W.st_ha) && !force)
+	if (!filestamp_changed(W.ha_path, &W.st_ha) && !force)
 		return;
 	if (ha_resources_load(W.ha_path, &v, &n, err, sizeof err) < 0) {
 		log_once(W.ha_err, sizeof W.ha_err, err);
@@ -503,7 +439,7 @@ go_idle(struct guest *g, const char *why)
 static void
 evaluate(struct guest *g, int64_t now)
 {
-	const struct vm_owner *own = W.have_vl ? vmlist_find(&W.vl, g->vmid) : NULL;
+	const struct vm_owner *own = W.vl.have_map ? vmlist_find(&W.vl.map, g->vmid) : NULL;
 	char why[160] = "";
 	uint64_t inst = 0;
 	int owned = own && strcmp(own->node, W.o->node) == 0;
@@ -519,7 +455,7 @@ evaluate(struct guest *g, int64_t now)
 		snprintf(why, sizeof why, "config error");
 	else if (!g->conf.enabled)
 		snprintf(why, sizeof why, "disabled (enabled=0)");
-	else if (!W.have_vl)
+	else if (!W.vl.have_map)
 		snprintf(why, sizeof why, "no guest list from %s", W.o->pve_dir);
 	else if (!own)
 		snprintf(why, sizeof why, "no such guest in the cluster");
@@ -634,11 +570,11 @@ scan(int force)
 		log_info("cluster-wide maintenance %s (%s)", maint ? "on" : "off", W.maint_path);
 	W.cluster_maint = maint;
 
-	if (stamp_changed(W.mvmm_path, &W.st_mvmm) +
-	        stamp_changed(W.defaults_path, &W.st_defaults) ||
+	if (filestamp_changed(W.mvmm_path, &W.st_mvmm) +
+	        filestamp_changed(W.defaults_path, &W.st_defaults) ||
 	    force)
 		load_defaults();
-	load_vmlist(force);
+	vmlist_refresh(&W.vl, force);
 	load_ha(force);
 
 	for (size_t i = 0; i < W.n; i++)
@@ -646,7 +582,7 @@ scan(int force)
 	scan_config_dir();
 
 	for (size_t i = 0; i < W.n; i++) {
-		const struct vm_owner *own = vmlist_find(&W.vl, W.g[i]->vmid);
+		const struct vm_owner *own = vmlist_find(&W.vl.map, W.g[i]->vmid);
 		any_lxc |= own && own->type == GUEST_LXC;
 	}
 	free(W.lxc);
@@ -668,7 +604,7 @@ scan(int force)
 			remove_guest(i);
 			continue;
 		}
-		if (stamp_changed(g->path, &g->stamp) || W.defaults_changed || force)
+		if (filestamp_changed(g->path, &g->stamp) || W.defaults_changed || force)
 			reload_conf(g);
 		evaluate(g, now);
 		i++;
@@ -1186,6 +1122,7 @@ setup(const struct watch_opts *o)
 	W.due.key = guest_key;
 	W.due.slot = guest_slot;
 	W.seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+	vmlist_current_init(&W.vl, o->pve_dir, NULL);
 	W.mvmm_path = xasprintf("%s/mvmm.conf", o->config_dir);
 	W.defaults_path = xasprintf("%s/defaults.conf", o->config_dir);
 	W.maint_path = xasprintf("%s/maintenance", o->config_dir);
@@ -1225,7 +1162,7 @@ teardown(void)
 	heap_free(&W.due);
 	prober_free(&W.pr);
 	gconf_free(&W.defaults);
-	vmlist_free(&W.vl);
+	vmlist_current_free(&W.vl);
 	free(W.ha);
 	free(W.lxc);
 	free(W.mvmm_path);

@@ -169,3 +169,22 @@ for cmd in ["qmp_capabilities"] + sys.argv[2:]:
         print(json.dumps(r["return"]))
 PY
 }
+
+# pmxcfs_restart PID DIR VMID NODE: while the watcher PID is stopped (a
+# loaded node), VMID moves to NODE and pmxcfs starts again (pmxcfs-sim
+# restart: a new starttime, the "vmlist" counter back at 1), and changes
+# bring the counter back to where the watcher last saw it: only .version's
+# starttime tells the two maps apart when it runs again.
+pmxcfs_restart() {
+	local pid=$1 dir=$2 vmid=$3 node=$4 n
+	counter() { sed -n 's/.*"vmlist": \([0-9]*\).*/\1/p' "$dir/.version"; }
+	kill -STOP "$pid"
+	n=$(counter)
+	pmxcfs-sim migrate "$dir" "$vmid" "$node"
+	pmxcfs-sim restart "$dir"
+	while [ "$(counter)" -lt "$n" ]; do
+		pmxcfs-sim edit "$dir" "$vmid" "description: edit $RANDOM"
+	done
+	kill -CONT "$pid"
+	[ "$(counter)" -eq "$n" ]
+}

@@ -292,3 +292,11 @@ qemu_guest() {
 	run -69 --separate-stderr qga-ping --watch --pve-dir "$T/nothing" --node pve1 --qga-dir "$RUN"
 	[[ $stderr == *"$T/nothing"* ]]
 }
+
+@test "watch: a pmxcfs restart (new starttime, the vmlist counter back where it was) is a new guest list" {
+	guest 101
+	watch
+	wait_until 10 in_out "101 watch running"
+	pmxcfs_restart "$WATCH_PID" "$PVE" 101 pve2
+	wait_until 10 in_out "101 unwatch migrated"
+}

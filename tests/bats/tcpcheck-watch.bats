@@ -645,3 +645,12 @@ qm start 101"
 	assert_equal "$rc" 0
 	wait_until 5 bash -c "! pgrep -f 'slee[p] $tag'"
 }
+
+@test "a pmxcfs restart (new starttime, the vmlist counter back where it was) is a new guest list" {
+	ports --open 1
+	guest 101 ip=127.0.0.1 "portsall=${OPEN[0]}"
+	start_watch
+	seen '^101 healthy up$'
+	pmxcfs_restart "$WATCH_PID" "$PVE" 101 pve2
+	seen '^101 idle migrated to pve2$'
+}
