@@ -110,7 +110,7 @@ log_line(void *ctx, const char *line, size_t len)
 {
 	const struct hookrun *r = ctx;
 
-	log_info("%s: %.*s", r->label, (int)len, line);
+	log_info_bytes(r->label, line, len);
 }
 
 /* OUT_LOG: logs the complete lines in partial[stream]; with flush, the

@@ -18,9 +18,6 @@
 #define DEFAULT_JOBS 4
 #define MAX_JOBS 256
 
-volatile sig_atomic_t stop_signal;
-sigset_t poll_mask;
-
 enum {
 	OPT_TEST = 256,
 	OPT_LIST,
@@ -69,6 +66,31 @@ static const char usage_text[] =
     "       run-hooks --events HOOKS [-v] [-j N] [--state-dir DIR] [--node NAME]\n"
     "                 [--timeout SECS] [--kill-after SECS] [--exit-on-error] [-u UMASK]\n"
     "                 [--systemd-run]\n";
+
+static const char help_text[] =
+    "Runs the executables of DIR in strcmp order, as run-parts does, each with a deadline\n"
+    "that nothing it starts escapes. --events: pve-watch-conf's lines on stdin run\n"
+    "HOOKS/up.d (create, migrate-in) or HOOKS/down.d (destroy, migrate-out).\n\n"
+    "      --test             print the hooks that would run, run none\n"
+    "      --list             print every file whose name matches the rule\n"
+    "      --report           print a hook's path before its first output\n"
+    "  -v, --verbose          print each hook's command line before it runs\n"
+    "      --reverse          run the hooks in reverse order\n"
+    "      --exit-on-error    stop at the first hook that fails\n"
+    "      --regex ERE        hooks are the names matching ERE\n"
+    "      --lsbsysinit       hooks are named as LSB init scripts and cron jobs allow\n"
+    "  -a, --arg ARG          pass ARG to every hook (may be repeated)\n"
+    "  -u, --umask UMASK      the hooks' umask, octal (default 022)\n"
+    "      --new-session      start each hook in a session of its own\n"
+    "      --timeout SECS     stop a hook that runs longer (--events: default 300)\n"
+    "      --kill-after SECS  SIGKILL this long after SIGTERM (default 5)\n"
+    "      --systemd-run      run each hook as a transient unit of PID 1\n"
+    "      --events HOOKS     run HOOKS/up.d and down.d for the events on stdin\n"
+    "  -j, --jobs N           --events: guests whose events run at once (default 4)\n"
+    "      --state-dir DIR    --events: the journal's dir (default /var/lib/pvekit)\n"
+    "      --node NAME        --events: this node's name, for PVEKIT_NODE\n"
+    "  -h, --help             this help\n"
+    "  -V, --version          print the version\n";
 
 static int64_t
 parse_ms(const char *opt, const char *s)
@@ -207,39 +229,6 @@ parse_args(int argc, char **argv, struct opts *o)
 	return optind;
 }
 
-static void
-on_stop(int sig)
-{
-	stop_signal = sig;
-}
-
-/* Stop signals are blocked except inside ppoll(), so they are seen there. */
-static void
-setup_signals(void)
-{
-	static const int stops[] = { SIGTERM, SIGINT, SIGHUP };
-	sigset_t set;
-
-	signal(SIGCHLD, SIG_DFL);
-	sigemptyset(&set);
-	for (size_t i = 0; i < ARRAY_LEN(stops); i++) {
-		sigaddset(&set, stops[i]);
-		on_signal(stops[i], on_stop);
-	}
-	sigprocmask(SIG_BLOCK, &set, &poll_mask);
-	for (size_t i = 0; i < ARRAY_LEN(stops); i++)
-		sigdelset(&poll_mask, stops[i]);
-}
-
-void
-take_stop_signals(void)
-{
-	sigset_t old;
-
-	sigprocmask(SIG_SETMASK, &poll_mask, &old);
-	sigprocmask(SIG_SETMASK, &old, NULL);
-}
-
 /* Runs one hook to its end; returns its exit status as we report it. */
 static int
 run_hook(const char *path, const struct opts *o)
@@ -366,7 +355,7 @@ main(int argc, char **argv)
 	int dir, rc;
 
 	log_init("run-hooks");
-	opt_usage(usage_text, NULL);
+	opt_usage(usage_text, help_text);
 	dir = parse_args(argc, argv, &o);
 	setup_signals();
 	umask(o.umask);

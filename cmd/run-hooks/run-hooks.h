@@ -91,9 +91,10 @@ void hookrun_pollfds(const struct hookrun *r, struct pollfd *pfd);
 int hookrun_handle(struct hookrun *r, const struct pollfd *pfd, struct proc_status *st);
 void hookrun_abort(struct hookrun *r);
 
-/* main.c */
-extern volatile sig_atomic_t stop_signal;
+/* signals.c */
+extern volatile sig_atomic_t stop_signal; /* the stop signal taken, 0: none */
 extern sigset_t poll_mask;    /* the mask ppoll() runs with: stop signals open */
+void setup_signals(void);     /* blocks the stop signals, installs their handler */
 void take_stop_signals(void); /* lets a pending stop signal set stop_signal */
 
 /* events.c */
