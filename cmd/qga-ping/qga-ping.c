@@ -22,6 +22,7 @@ enum {
 	OPT_PVE_DIR,
 	OPT_NODE,
 	OPT_ALL,
+	OPT_WAIT,
 	OPT_JSON,
 	OPT_THRESHOLD,
 	OPT_GRACE,
@@ -36,6 +37,7 @@ static const struct option long_options[] = {
 	{ "pve-dir", required_argument, NULL, OPT_PVE_DIR },
 	{ "node", required_argument, NULL, OPT_NODE },
 	{ "all", no_argument, NULL, OPT_ALL },
+	{ "wait", required_argument, NULL, OPT_WAIT },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "verbose", no_argument, NULL, 'v' },
@@ -52,14 +54,15 @@ static const struct option long_options[] = {
 };
 
 static const char usage_text[] =
-    "usage: qga-ping [-qv] [-t MS] [--json] [--qga-dir DIR] VMID|SOCKET...\n"
-    "       qga-ping [-qv] [-t MS] [--json] --all [--pve-dir DIR] [--node NAME]\n"
+    "usage: qga-ping [-qv] [-t MS] [--wait S] [--json] [--qga-dir DIR] VMID|SOCKET...\n"
+    "       qga-ping [-qv] [-t MS] [--wait S] [--json] --all [--pve-dir DIR] [--node NAME]\n"
     "       qga-ping --watch [-v] [-i S] [-t MS] [--threshold N] [--grace S]\n"
     "                [--exec CMD] [--exec-timeout S] [--timesync-gap S] [--json]\n"
     "                [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
 
 struct opts {
 	int all, json, quiet, watch;
+	double wait_s; /* --wait (wait.c) */
 	struct watch_opts w;
 };
 
@@ -84,6 +87,9 @@ parse_args(int argc, char *argv[], struct opts *o)
 			break;
 		case OPT_ALL:
 			o->all = 1;
+			break;
+		case OPT_WAIT:
+			o->wait_s = opt_seconds("--wait", optarg, 0.01, OPT_NO_MAX);
 			break;
 		case OPT_JSON:
 			o->json = o->w.json = 1;
@@ -126,9 +132,11 @@ parse_args(int argc, char *argv[], struct opts *o)
 	}
 	if (o->watch && (o->all || optind < argc))
 		usage_error("--watch takes no operands and no --all");
+	if (o->watch && o->wait_s > 0)
+		usage_error("--wait is for one-shot pings, not --watch");
 }
 
-static void
+void
 print_result(const struct qga_target *t, const struct qga_call *c, int json)
 {
 	if (json) {
@@ -210,7 +218,11 @@ main(int argc, char *argv[])
 		usage_error("%s", err);
 	if (rc)
 		die(rc, "%s", err);
-	rc = ping_once(&o, targets, n);
+	if (o.wait_s > 0)
+		rc = ping_wait(targets, n,
+		               &(struct wait_opts){ o.wait_s, o.w.timeout_ms, o.json, o.quiet });
+	else
+		rc = ping_once(&o, targets, n);
 	qga_targets_free(targets, n);
 	return rc;
 }

@@ -2,6 +2,7 @@
 #ifndef QGA_PING_H
 #define QGA_PING_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct watch_opts {
@@ -21,6 +22,20 @@ struct watch_opts {
 
 /* Runs until SIGTERM or SIGINT; returns the exit status. */
 int watch_run(const struct watch_opts *o);
+
+/* One target's line (text or NDJSON), one-shot and --wait. */
+struct qga_target;
+struct qga_call;
+void print_result(const struct qga_target *t, const struct qga_call *c, int json);
+
+/* --wait (wait.c): ping until every agent answers or wait_s has passed;
+ * prints a line each, returns 0 or EXIT_TIMEOUT. */
+struct wait_opts {
+	double wait_s;
+	int timeout_ms; /* one try */
+	int json, quiet;
+};
+int ping_wait(const struct qga_target *t, size_t n, const struct wait_opts *o);
 
 /* Event times: UTC with microseconds, masakari's generated_time form. */
 #define EVENT_TIME_DIGITS 6

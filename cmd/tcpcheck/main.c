@@ -18,6 +18,7 @@
 enum {
 	OPT_ALL = 256,
 	OPT_ANY,
+	OPT_WAIT,
 	OPT_JSON,
 	OPT_CONFIG_DIR,
 	OPT_PVE_DIR,
@@ -32,6 +33,7 @@ static const struct option options[] = {
 	{ "timeout", required_argument, NULL, 't' },
 	{ "all", no_argument, NULL, OPT_ALL },
 	{ "any", no_argument, NULL, OPT_ANY },
+	{ "wait", required_argument, NULL, OPT_WAIT },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "watch", no_argument, NULL, 'w' },
@@ -50,9 +52,9 @@ static const struct option options[] = {
 };
 
 static const char usage_text[] =
-    "usage: tcpcheck [-qv] [-t MS] [--all | --any] [--json] HOST PORT... | HOST:PORT... | "
-    "[V6]:PORT...\n"
-    "       tcpcheck [-qv] [-t MS] [--all | --any] [--json] < LIST\n"
+    "usage: tcpcheck [-qv] [-t MS] [--all | --any | --wait S] [--json] HOST PORT... | "
+    "HOST:PORT... | [V6]:PORT...\n"
+    "       tcpcheck [-qv] [-t MS] [--all | --any | --wait S] [--json] < LIST\n"
     "       tcpcheck --watch [-nv] [--json] [-t MS] [--config-dir DIR] [--pve-dir DIR]\n"
     "                [--node NAME] [--run-dir DIR] [--lxc-dir DIR] [--interval SECS]\n"
     "                [--systemd-run]\n";
@@ -79,7 +81,7 @@ watch_only_option(int c)
 static int
 oneshot_only_option(int c)
 {
-	return c == OPT_ALL || c == OPT_ANY || c == 'q';
+	return c == OPT_ALL || c == OPT_ANY || c == 'q' || c == OPT_WAIT;
 }
 
 int
@@ -109,6 +111,9 @@ main(int argc, char **argv)
 			break;
 		case OPT_ANY:
 			o.any = 1;
+			break;
+		case OPT_WAIT:
+			o.wait_s = opt_seconds("--wait", optarg, 0.01, OPT_NO_MAX);
 			break;
 		case 'q':
 			o.quiet = 1;
@@ -161,7 +166,7 @@ main(int argc, char **argv)
 		if (argc > 0)
 			usage_error("--watch takes no operands");
 		if (oneshot_only)
-			usage_error("--all, --any and --quiet are for one-shot checks");
+			usage_error("--all, --any, --quiet and --wait are for one-shot checks");
 		if (!w.node)
 			w.node = local_node_name();
 		w.timeout_ms = o.timeout_ms;
@@ -170,6 +175,8 @@ main(int argc, char **argv)
 	if (watch_only)
 		usage_error("--config-dir, --pve-dir, --node, --run-dir, --lxc-dir, --interval, "
 		            "--dry-run and --systemd-run need --watch");
+	if (o.wait_s > 0 && o.any)
+		usage_error("--wait waits for every endpoint; it does not go with --any");
 	if (argc == 0 && isatty(STDIN_FILENO))
 		usage_error("no endpoints (give HOST PORT... or a list on stdin)");
 	return oneshot_main(&o, argv, argc);

@@ -166,35 +166,41 @@ parse_stdin(struct run *r)
 	return rc;
 }
 
+void
+oneshot_print(const struct oneshot_opts *o, const char *host, unsigned port, enum probe_state state,
+              long ms, const char *addr, const char *error)
+{
+	if (o->quiet)
+		return;
+	if (o->json) {
+		json_t *j = json_object();
+		/* json_string refuses bytes that are not UTF-8 */
+		json_t *h = json_string(host);
+		json_object_set_new(j, "host", h ? h : json_string("?"));
+		json_object_set_new(j, "port", json_integer(port));
+		json_object_set_new(j, "state", json_string(probe_state_name(state)));
+		json_object_set_new(j, "ms", json_integer(ms));
+		if (addr && addr[0])
+			json_object_set_new(j, "address", json_string(addr));
+		if (state == PROBE_CLOSED && error)
+			json_object_set_new(j, "error", json_string(error));
+		char *s = json_dumps(j, JSON_COMPACT);
+		printf("%s\n", s);
+		free(s);
+		json_decref(j);
+	} else {
+		printf("%s %u %s %ld\n", host, port, probe_state_name(state), ms);
+	}
+}
+
 static void
 print_ready(struct run *r)
 {
 	for (; r->next_print < r->n && r->ep[r->next_print].done; r->next_print++) {
 		struct endpoint *e = &r->ep[r->next_print];
-		long ms = (long)(e->us / 1000);
 
-		if (r->o->quiet)
-			continue;
-		if (r->o->json) {
-			json_t *j = json_object();
-			/* json_string refuses bytes that are not UTF-8 */
-			json_t *host = json_string(e->host);
-			json_object_set_new(j, "host", host ? host : json_string("?"));
-			json_object_set_new(j, "port", json_integer(e->port));
-			json_object_set_new(j, "state", json_string(probe_state_name(e->result)));
-			json_object_set_new(j, "ms", json_integer(ms));
-			if (e->addr[0])
-				json_object_set_new(j, "address", json_string(e->addr));
-			if (e->result == PROBE_CLOSED)
-				json_object_set_new(
-				    j, "error", json_string(e->why ? e->why : strerror(e->err)));
-			char *s = json_dumps(j, JSON_COMPACT);
-			printf("%s\n", s);
-			free(s);
-			json_decref(j);
-		} else {
-			printf("%s %u %s %ld\n", e->host, e->port, probe_state_name(e->result), ms);
-		}
+		oneshot_print(r->o, e->host, e->port, e->result, (long)(e->us / 1000), e->addr,
+		              e->why ? e->why : strerror(e->err));
 	}
 	fflush(stdout);
 }
@@ -359,6 +365,29 @@ start_all(struct run *r, const struct resolved *res, size_t nres, void **ctx)
 	}
 }
 
+/* --wait: wait.c tries the endpoints with their addresses */
+static int
+run_wait(const struct run *r, const struct resolved *res, size_t nres)
+{
+	struct wait_endpoint *w = xcalloc(r->n, sizeof *w);
+	size_t hint = 0;
+	int rc;
+
+	for (size_t i = 0; i < r->n; i++) {
+		const struct endpoint *e = &r->ep[i];
+		const struct resolved *h = find_resolved(res, nres, e->host, hint);
+
+		w[i] = (struct wait_endpoint){ e->host, e->port, NULL, e->why };
+		if (h && !e->why) {
+			w[i].ai = h->ai;
+			hint = h - res;
+		}
+	}
+	rc = wait_main(r->o, w, r->n);
+	free(w);
+	return rc;
+}
+
 /* 0 healthy, 1 unhealthy; 2 when endpoints not tried could still decide
  * it: with --any none of those tried is open, with --all every one tried is. */
 static int
@@ -399,6 +428,10 @@ oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 	for (size_t i = 0; i < r.n; i++)
 		nprobes += r.ep[i].nprobes;
 	raise_nofile_limit_to(nprobes + PROBE_FD_RESERVE);
+	if (o->wait_s > 0) {
+		rc = run_wait(&r, res, nres);
+		goto out;
+	}
 	if (prober_init(&r.pr, open_files_budget(PROBE_FD_RESERVE)) < 0)
 		die(EXIT_OSERR, "epoll: %s", strerror(errno));
 	ctx = xcalloc(2 * r.n, sizeof *ctx);
@@ -414,6 +447,9 @@ oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 		         r.nuntried, r.nuntried == 1 ? "" : "s", r.pr.max_inflight,
 		         open_files_limit());
 	rc = exit_status(&r);
+	free(ctx);
+	prober_free(&r.pr);
+out:
 	for (size_t i = 0; i < nres; i++)
 		if (res[i].ai)
 			freeaddrinfo(res[i].ai);
@@ -422,8 +458,6 @@ oneshot_main(const struct oneshot_opts *o, char **operands, int n)
 		free(r.ep[i].probes);
 	}
 	free(res);
-	free(ctx);
 	free(r.ep);
-	prober_free(&r.pr);
 	return rc;
 }

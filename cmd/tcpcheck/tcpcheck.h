@@ -90,9 +90,26 @@ struct oneshot_opts {
 	int any;
 	int quiet;
 	int json;
+	double wait_s; /* --wait (wait.c): try again until all are open or this passed */
 };
 
 int oneshot_main(const struct oneshot_opts *o, char **operands, int n);
+/* One endpoint's line (text or NDJSON); error for a closed one. */
+void oneshot_print(const struct oneshot_opts *o, const char *host, unsigned port,
+                   enum probe_state state, long ms, const char *addr, const char *error);
+
+/* ---- wait.c: --wait, the one-shot check until every endpoint is open */
+
+struct addrinfo;
+struct wait_endpoint {
+	const char *host; /* as written */
+	uint16_t port;
+	const struct addrinfo *ai; /* its addresses; NULL when it did not resolve */
+	const char *why;           /* the resolver's reason */
+};
+
+/* Prints a line each; returns 0 (all open) or EXIT_TIMEOUT. */
+int wait_main(const struct oneshot_opts *o, const struct wait_endpoint *ep, size_t n);
 
 /* ---- gconf.c: mvmm-compatible key=value files */
 
