@@ -90,6 +90,8 @@ allocate(struct move *m, struct guest *g, struct vol *v, struct journal *jl)
 	json_t *r;
 	const char *have = journal_disk_get(jl, v->key, "volid");
 
+	free(v->dst_volid); /* a ZFS disk comes here in both stages */
+	v->dst_volid = NULL;
 	if (have) {
 		v->dst_volid = xstrdup(have);
 		return 0;

@@ -266,6 +266,13 @@ main(int argc, char *argv[])
 	api_close(&m.src);
 	api_close(&m.dst);
 	http_global_cleanup();
+	rc_free(&m.rc);
+	for (size_t i = 0; i < m.nbridge_map; i++)
+		free(m.bridge_map[i]);
+	for (size_t i = 0; i < m.nstorage_map; i++)
+		free(m.storage_map[i]);
+	free(m.bridge_map);
+	free(m.storage_map);
 	free(cfg_default);
 	free(state_default);
 	return rc;

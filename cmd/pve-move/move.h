@@ -53,6 +53,7 @@ struct rc {
 
 /* Reads the file; any problem ends the program with exit 78. */
 void rc_load(struct rc *rc, const char *file);
+void rc_free(struct rc *rc);
 const struct rc_cluster *rc_cluster(const struct rc *rc, const char *alias);
 /* The storage section for NAME on NODE: [storage:ALIAS:NAME@NODE], else
  * [storage:ALIAS:NAME]; NULL when neither is there. */

@@ -442,6 +442,44 @@ on_item(const struct ini_item *it, void *arg)
 	return 0;
 }
 
+static void
+free_secret(char *s)
+{
+	if (s)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+void
+rc_free(struct rc *rc)
+{
+	for (size_t i = 0; i < rc->nclusters; i++) {
+		struct rc_cluster *c = &rc->clusters[i];
+
+		free(c->alias);
+		free(c->host);
+		free(c->user);
+		free_secret(c->password);
+		free(c->token_id);
+		free_secret(c->token_secret);
+		free(c->fingerprint);
+		free(c->ca);
+	}
+	for (size_t i = 0; i < rc->nstorages; i++) {
+		struct rc_storage *s = &rc->storages[i];
+
+		free(s->alias);
+		free(s->name);
+		free(s->node);
+		free(s->ssh);
+		free(s->path);
+		free(s->temp);
+	}
+	free(rc->clusters);
+	free(rc->storages);
+	*rc = (struct rc){ 0 };
+}
+
 void
 rc_load(struct rc *rc, const char *file)
 {
