@@ -43,8 +43,9 @@ job_clear(struct job *j)
 	memset(j, 0, sizeof *j);
 }
 
-/* The runnable hooks of the event's directory, stat'ed now. */
-static void
+/* The runnable hooks of the event's directory, stat'ed now; 0, or -1
+ * when the directory does not exist (said here). */
+static int
 collect_hooks(struct events *evs, struct job *j)
 {
 	struct names names;
@@ -52,11 +53,11 @@ collect_hooks(struct events *evs, struct job *j)
 	if (names_scan(j->dir, &names) < 0) {
 		if (errno == ENOENT) {
 			log_info("%s: no hooks: %s does not exist", j->label, j->dir);
-			return;
+			return -1;
 		}
 		log_err("%s: %s: %s", j->label, j->dir, strerror(errno));
 		j->failed = 1;
-		return;
+		return 0;
 	}
 	j->hooks = xcalloc(names.n, sizeof *j->hooks);
 	for (size_t k = 0; k < names.n; k++) {
@@ -83,6 +84,7 @@ collect_hooks(struct events *evs, struct job *j)
 		free(path);
 	}
 	names_free(&names);
+	return 0;
 }
 
 /* Starts the job's next hook; finishes the event when none is left. When
@@ -128,6 +130,7 @@ start_event(struct events *evs, struct job *j, struct ev_guest *g)
 	struct event *e = g->head;
 	int up = e->kind == GUEST_CREATE || e->kind == GUEST_MIGRATE_IN;
 	const char *dir = evs->hook_dirs[up ? 0 : 1];
+	int missing;
 
 	g->head = e->next;
 	if (!g->head)
@@ -142,7 +145,7 @@ start_event(struct events *evs, struct job *j, struct ev_guest *g)
 	j->label = xasprintf("%s %u %s", strcmp(e->type, "lxc") == 0 ? "CT" : "VM", e->vmid,
 	                     guest_event_name(e->kind));
 	event_env(evs, e, &j->env);
-	collect_hooks(evs, j);
+	missing = collect_hooks(evs, j) < 0;
 	if (j->nhooks)
 		log_info("%s%s%s: %zu hook%s in %s", j->label,
 		         !*e->peer                      ? ""
@@ -150,7 +153,7 @@ start_event(struct events *evs, struct job *j, struct ev_guest *g)
 		         : e->kind == GUEST_MIGRATE_OUT ? " to "
 		                                        : " peer ",
 		         e->peer, j->nhooks, j->nhooks == 1 ? "" : "s", dir);
-	else if (!j->failed)
+	else if (!j->failed && !missing)
 		log_info("%s: no hooks in %s", j->label, dir);
 	advance(evs, j);
 }

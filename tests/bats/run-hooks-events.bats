@@ -122,6 +122,21 @@ dump_hook() {
 	[[ $stderr == *"up.d/10-long: a?b"* ]]
 }
 
+@test "a NUL byte in a hook's output shows as ? like any control byte: nothing after it is cut" {
+	hook "$H/up.d/10-nul" 'printf "abc\0SECRET\001ghi\n"' 'printf "\0\0x\n"'
+	run -0 --separate-stderr events <<<'create 100 qemu - /c'
+	[[ $stderr == *"run-hooks: VM 100 create: up.d/10-nul: abc?SECRET?ghi"$'\n'* ]]
+	[[ $stderr == *"run-hooks: VM 100 create: up.d/10-nul: ??x"$'\n'* ]]
+}
+
+@test "a missing up.d is said once when read, and once per event" {
+	rmdir "$H/up.d"
+	run -0 --separate-stderr events <<<$'create 100 qemu - /c\ncreate 101 qemu - /c'
+	assert_equal "$stderr" "run-hooks: $H/up.d: No such file or directory; its events run no hooks until it exists
+run-hooks: VM 100 create: no hooks: $H/up.d does not exist
+run-hooks: VM 101 create: no hooks: $H/up.d does not exist"
+}
+
 @test "--exit-on-error stops an event's remaining hooks, not the other events" {
 	hook "$H/up.d/10-fail" 'exit 2'
 	hook "$H/up.d/20-next" "echo \$PVEKIT_VMID >>$T/ran"
