@@ -126,17 +126,35 @@ corosync_start() {
 	ip -n "$ns" link set eth0 up
 	ip -n "$ns" addr add 100.128.0.100/24 dev eth0
 	ip netns exec "$hostns" ping -q -c 1 -W 5 100.128.0.100 >/dev/null
-	printf 'name: a\nnet0: virtio=BC:24:11:00:01:00,bridge=vmbr0\n' >"$T/100.conf"
+	printf 'agent: 1\nname: a\nnet0: virtio=BC:24:11:00:01:00,bridge=vmbr0\n' >"$T/100.conf"
 	on pve1 pmxcfs-sim create /etc/pve pve1 qemu 100 "$T/100.conf"
 	on pve2 pmxcfs-sim create /etc/pve pve2 qemu 200
+	# guest 100 runs here: its agent, its tcpcheck config in /etc/pve/pvekit
+	RUN=$T/run
+	mkdir -p "$RUN"
+	fake_qemu "$RUN" 100
+	start_qga "$RUN/100.qga"
+	wait_until 5 qga-ping -q -t 500 "$RUN/100.qga"
+	start_bg "$TOP/bench/tcpcheck-ports" --open 1 >"$T/ports"
+	wait_until 20 grep -qx ready "$T/ports"
+	on pve1 mkdir -p /etc/pve/pvekit/tcpcheck
+	printf 'ip=127.0.0.1\nportsall=%s\ncheck_interval=0.1\nfail_interval=0.1\n' \
+		"$(awk '$1 == "open" { print $2 }' "$T/ports")" |
+		on pve1 sh -c 'cat >/etc/pve/pvekit/tcpcheck/100.conf'
 	watch_start
+	start_bg on pve1 tcpcheck --watch --run-dir "$RUN" --lxc-dir "$T/lxc" --interval 0.1 >"$T/tcpcheck" 2>"$T/tcpcheck.err"
+	start_bg on pve1 qga-ping --watch --qga-dir "$RUN" --interval 0.2 --timeout 500 --grace 0 >"$T/qga" 2>"$T/qga.err"
+	wait_until 15 grep -qx '100 healthy up' "$T/tcpcheck"
+	wait_until 15 grep -qx '100 watch running' "$T/qga"
 
 	corosync_stop pve2
 	wait_until 30 bash -c "nsenter -t $PVE1 -m -u -- cat /etc/pve/.members | grep -q '\"quorate\": 0'"
-	# reading goes on: the map, the configs, the neighbours
+	# reading goes on: the map, the configs, the neighbours, the agents
 	run -0 on pve1 cat /etc/pve/.vmlist
 	assert_output --partial '"200": { "node": "pve2"'
 	run -0 on pve1 pve-watch-conf --state-dir "$T/once" --once
+	run -0 on pve1 qga-ping --all --qga-dir "$RUN"
+	run -0 on pve1 vm-public-ip -v --run-dir "$RUN" --cgroup-dir "$T/none"
 	# writing fails, and says why
 	run -75 nsenter -t "$PVE1" -m -u --net="/run/netns/$hostns" -- vm-ip-from-arp
 	assert_line "100 100.128.0.100"
@@ -156,4 +174,11 @@ corosync_start() {
 	assert_output "100.128.0.100"
 	assert_equal "$(cat "$T/out")" "migrate-in 200 qemu pve2 /etc/pve/nodes/pve1/qemu-server/200.conf"
 	no_warnings
+	# the watchers went on all along, with nothing to say about it
+	assert_equal "$(cat "$T/tcpcheck")" "100 grace watching 127.0.0.1
+100 healthy up"
+	assert_equal "$(cat "$T/qga")" "100 watch running"
+	run cat "$T/tcpcheck.err" "$T/qga.err"
+	refute_output --partial quorum
+	refute_output --partial "Permission denied"
 }

@@ -444,3 +444,79 @@ PY
 	kill "$WATCH_PID"
 	"$PMXCFS_PEER/stop-local" "$npid"
 }
+
+# conf64 PORT: a tcpcheck guest config of exactly 64 bytes.
+conf64() {
+	local text
+	text=$(printf 'ip=127.0.0.1\nportsall=%s\nfail_threshold=30\n#' "$1")
+	printf '%s%*s\n' "$text" $((63 - ${#text})) ""
+}
+
+# in_place FILE < TEXT: TEXT written over FILE's first bytes, in place (the
+# inode stays), on the real pmxcfs.
+in_place() { in_pve sh -c 'cat 1<>"$1"' _ "$1"; }
+
+# second_starts: returns early in a second of the clock.
+second_starts() { wait_until 3 bash -c '[ "$(date +%N)" -lt 150000000 ]'; }
+
+@test "tcpcheck --watch on the real pmxcfs: an edit in place within the second of the one it read is seen" {
+	# pmxcfs keeps the inode and has whole-second mtimes: a same-size edit
+	# in place within one second leaves inode, size and mtime as they were
+	tcpcheck_setup
+	sim create pve1 qemu 101
+	fake_qemu "$RUN" 101
+	local f=/etc/pve/pvekit/tcpcheck/101.conf s0 s1 mt same=0 n
+	conf64 "$OPEN" | in_pve sh -c "cat >$f"
+	bg_pve tcpcheck --watch --run-dir "$RUN" --lxc-dir "$T/lxc" --interval 0.1 >"$T/out" 2>"$T/err"
+	wait_until 15 grep -qx '101 healthy up' "$T/out"
+	for _ in 1 2 3 4 5 6; do
+		n=$(grep -c '^101 failing' "$T/out" || true)
+		second_starts
+		s0=$(date +%s)
+		conf64 "$CLOSED" | in_place "$f"
+		wait_until 15 bash -c "[ \$(grep -c '^101 failing' '$T/out') -gt $n ]"
+		conf64 "$OPEN" | in_place "$f"
+		s1=$(date +%s)
+		mt=$(in_pve stat -c %Y "$f")
+		# both writes and tcpcheck's read of the first in one second
+		if [ "$s0" = "$s1" ] && [ "$mt" = "$s0" ]; then
+			same=1
+			break
+		fi
+		wait_until 15 bash -c "[ \$(grep -c '^101 healthy recovered' '$T/out') -ge \$(grep -c '^101 failing' '$T/out') ]"
+	done
+	[ "$same" = 1 ] || skip "the machine is too busy to write, read and write again within one second"
+	wait_until 15 bash -c "[ \$(grep -c '^101 healthy recovered' '$T/out') -gt $n ]"
+	run cat "$T/calls"
+	assert_output ""
+}
+
+@test "qga-ping --watch on the real pmxcfs: an edit in place within the second of the one it read is seen" {
+	sim create pve1 qemu 101
+	fake_qemu "$RUN" 101
+	start_qga "$RUN/101.qga"
+	wait_until 5 qga-ping -q -t 500 "$RUN/101.qga"
+	local f=/etc/pve/nodes/pve1/qemu-server/101.conf s0 s1 mt same=0 n
+	in_pve cat "$f" >"$T/on"
+	sed 's/^agent: 1$/agent: 0/' "$T/on" >"$T/off"
+	bg_pve qga-ping --watch --qga-dir "$RUN" --interval 0.1 --timeout 150 --threshold 3 --grace 0 \
+		>"$T/out" 2>"$T/err"
+	wait_until 10 grep -qx '101 watch running' "$T/out"
+	for _ in 1 2 3 4 5 6; do
+		n=$(grep -c '^101 unwatch agent-off' "$T/out" || true)
+		second_starts
+		s0=$(date +%s)
+		in_place "$f" <"$T/off"
+		wait_until 15 bash -c "[ \$(grep -c '^101 unwatch agent-off' '$T/out') -gt $n ]"
+		in_place "$f" <"$T/on"
+		s1=$(date +%s)
+		mt=$(in_pve stat -c %Y "$f")
+		if [ "$s0" = "$s1" ] && [ "$mt" = "$s0" ]; then
+			same=1
+			break
+		fi
+		wait_until 15 bash -c "[ \$(grep -c '^101 watch start' '$T/out') -gt $n ]"
+	done
+	[ "$same" = 1 ] || skip "the machine is too busy to write, read and write again within one second"
+	wait_until 15 bash -c "[ \$(grep -c '^101 watch start' '$T/out') -gt $n ]"
+}

@@ -300,3 +300,22 @@ qemu_guest() {
 	pmxcfs_restart "$WATCH_PID" "$PVE" 101 pve2
 	wait_until 10 in_out "101 unwatch migrated"
 }
+
+@test "watch: an edit in place that keeps inode, size and mtime is seen while the mtime is not in the past" {
+	# pmxcfs keeps the inode on an in-place write and has whole-second
+	# mtimes; a clock ahead (another node's) keeps the mtime in the future
+	guest 101
+	local f=$PVE/nodes/pve1/qemu-server/101.conf ahead=$(($(date +%s) + 3600)) ino
+	touch -d "@$ahead" "$f"
+	ino=$(stat -c %i "$f")
+	watch
+	wait_until 10 in_out "101 watch running"
+	sed 's/^agent: 1$/agent: 0/' "$f" >"$T/off"
+	cat "$T/off" 1<>"$f"
+	touch -d "@$ahead" "$f"
+	assert_equal "$(stat -c '%i %Y' "$f")" "$ino $ahead"
+	wait_until 10 in_out "101 unwatch agent-off"
+	sed 's/^agent: 0$/agent: 1/' "$T/off" 1<>"$f"
+	touch -d "@$ahead" "$f"
+	wait_until 10 in_out "101 watch start"
+}

@@ -84,6 +84,15 @@ calls() {
 	cat "$T/calls"
 }
 
+# wakeups_pass N: the watcher woke up N more times (voluntary context
+# switches), rather than sleeping for a guessed time.
+wakeups_pass() {
+	local before
+	before=$(awk '/^voluntary_ctxt_switches:/ { print $2 }' "/proc/$WATCH_PID/status")
+	wait_until 20 awk -v want=$((before + $1)) \
+		'/^voluntary_ctxt_switches:/ { exit !($2 >= want) }' "/proc/$WATCH_PID/status"
+}
+
 @test "a healthy guest: grace, healthy, no action" {
 	ports --open 1
 	guest 101 ip=127.0.0.1 "portsall=${OPEN[0]}"
@@ -289,19 +298,53 @@ ha-manager set vm:101 --state started"
 	printf 'ip=127.0.0.1\nportsall=%s\nfail_threshold=30\n' "${CLOSED[0]}" >"$CONF/101.conf.tmp"
 	mv "$CONF/101.conf.tmp" "$CONF/101.conf"
 	seen "^101 failing 127\.0\.0\.1:${CLOSED[0]} closed$"
-	# Same size, same inode, same mtime: invisible to the stat check...
+	# An mtime well in the past (a settled file), then the same size, the
+	# same inode, the same mtime: invisible to the stat check...
 	# (stopped meanwhile, so no scan falls between the write and the touch)
 	local ts
-	ts=$(stat -c %y "$CONF/101.conf")
+	ts=$(($(date +%s) - 60))
+	touch -d "@$ts" "$CONF/101.conf"
+	wakeups_pass 20 # scans take the settled stamp
 	kill -STOP "$WATCH_PID"
 	printf 'ip=127.0.0.1\nportsall=%s\nfail_threshold=30\n' "${OPEN[0]}" >"$CONF/101.conf"
-	touch -d "$ts" "$CONF/101.conf"
+	touch -d "@$ts" "$CONF/101.conf"
 	kill -CONT "$WATCH_PID"
 	sleep 0.4
 	refute grep -q '^101 healthy recovered' "$T/out"
 	# ...until SIGHUP.
 	kill -HUP "$WATCH_PID"
 	seen '^101 healthy recovered after'
+}
+
+# conf64 PORT: a guest config of exactly 64 bytes, whatever the port's length.
+conf64() {
+	local text
+	text=$(printf 'ip=127.0.0.1\nportsall=%s\nfail_threshold=30\n#' "$1")
+	printf '%s%*s\n' "$text" $((63 - ${#text})) ""
+}
+
+@test "an edit in place that keeps inode, size and mtime is seen while the mtime is not in the past: the content is compared" {
+	# pmxcfs keeps the inode on an in-place write and has whole-second
+	# mtimes: an edit within the second of the last one keeps all three.
+	# So does a file whose mtime is ahead of this clock (another node's).
+	ports --open 1 --closed 1
+	local ahead=$(($(date +%s) + 3600))
+	guest 101
+	conf64 "${OPEN[0]}" >"$CONF/101.conf"
+	touch -d "@$ahead" "$CONF/101.conf"
+	local ino
+	ino=$(stat -c %i "$CONF/101.conf")
+	start_watch
+	seen '^101 healthy up$'
+	conf64 "${CLOSED[0]}" 1<>"$CONF/101.conf"
+	touch -d "@$ahead" "$CONF/101.conf"
+	assert_equal "$(stat -c '%i %s %Y' "$CONF/101.conf")" "$ino 64 $ahead"
+	seen "^101 failing 127\.0\.0\.1:${CLOSED[0]} closed$"
+	conf64 "${OPEN[0]}" 1<>"$CONF/101.conf"
+	touch -d "@$ahead" "$CONF/101.conf"
+	seen '^101 healthy recovered after'
+	run calls
+	assert_output ""
 }
 
 @test "a bad key or value is reported with file:line; that guest is skipped, others go on" {
