@@ -465,21 +465,20 @@ second_starts() { wait_until 3 bash -c '[ "$(date +%N)" -lt 150000000 ]'; }
 	tcpcheck_setup
 	sim create pve1 qemu 101
 	fake_qemu "$RUN" 101
-	local f=/etc/pve/pvekit/tcpcheck/101.conf s0 s1 mt same=0 n
+	local f=/etc/pve/pvekit/tcpcheck/101.conf st0 st1 same=0 n
 	conf64 "$OPEN" | in_pve sh -c "cat >$f"
 	bg_pve tcpcheck --watch --run-dir "$RUN" --lxc-dir "$T/lxc" --interval 0.1 >"$T/out" 2>"$T/err"
 	wait_until 15 grep -qx '101 healthy up' "$T/out"
 	for _ in 1 2 3 4 5 6; do
 		n=$(grep -c '^101 failing' "$T/out" || true)
 		second_starts
-		s0=$(date +%s)
 		conf64 "$CLOSED" | in_place "$f"
+		st0=$(in_pve stat -c '%i %s %Y' "$f")
 		wait_until 15 bash -c "[ \$(grep -c '^101 failing' '$T/out') -gt $n ]"
 		conf64 "$OPEN" | in_place "$f"
-		s1=$(date +%s)
-		mt=$(in_pve stat -c %Y "$f")
-		# both writes and tcpcheck's read of the first in one second
-		if [ "$s0" = "$s1" ] && [ "$mt" = "$s0" ]; then
+		st1=$(in_pve stat -c '%i %s %Y' "$f")
+		# the second write, after tcpcheck read the first, in its second
+		if [ "$st0" = "$st1" ]; then
 			same=1
 			break
 		fi
@@ -496,7 +495,7 @@ second_starts() { wait_until 3 bash -c '[ "$(date +%N)" -lt 150000000 ]'; }
 	fake_qemu "$RUN" 101
 	start_qga "$RUN/101.qga"
 	wait_until 5 qga-ping -q -t 500 "$RUN/101.qga"
-	local f=/etc/pve/nodes/pve1/qemu-server/101.conf s0 s1 mt same=0 n
+	local f=/etc/pve/nodes/pve1/qemu-server/101.conf st0 st1 same=0 n
 	in_pve cat "$f" >"$T/on"
 	sed 's/^agent: 1$/agent: 0/' "$T/on" >"$T/off"
 	bg_pve qga-ping --watch --qga-dir "$RUN" --interval 0.1 --timeout 150 --threshold 3 --grace 0 \
@@ -505,13 +504,12 @@ second_starts() { wait_until 3 bash -c '[ "$(date +%N)" -lt 150000000 ]'; }
 	for _ in 1 2 3 4 5 6; do
 		n=$(grep -c '^101 unwatch agent-off' "$T/out" || true)
 		second_starts
-		s0=$(date +%s)
 		in_place "$f" <"$T/off"
+		st0=$(in_pve stat -c '%i %s %Y' "$f")
 		wait_until 15 bash -c "[ \$(grep -c '^101 unwatch agent-off' '$T/out') -gt $n ]"
 		in_place "$f" <"$T/on"
-		s1=$(date +%s)
-		mt=$(in_pve stat -c %Y "$f")
-		if [ "$s0" = "$s1" ] && [ "$mt" = "$s0" ]; then
+		st1=$(in_pve stat -c '%i %s %Y' "$f")
+		if [ "$st0" = "$st1" ]; then
 			same=1
 			break
 		fi
