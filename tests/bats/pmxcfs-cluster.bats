@@ -160,7 +160,7 @@ corosync_start() {
 	assert_line "100 100.128.0.100"
 	assert_line "vm-ip-from-arp: /etc/pve/pvekit/failoverip: cannot create: Permission denied (pmxcfs refuses writes without quorum)"
 	assert_line "vm-ip-from-arp: /etc/pve/pvekit/failoverip: 1 change(s) not made; pmxcfs refuses writes without quorum, retry later"
-	run -1 on pve1 mkdir /etc/pve/pvekit
+	run -1 on pve1 mkdir /etc/pve/pvekit/new
 	assert_output --partial "Permission denied"
 
 	corosync_start pve2
