@@ -34,14 +34,13 @@ content_hash(const char *path)
 {
 	uint64_t h = 14695981039346656037ULL;
 	unsigned char b[16384];
-	ssize_t n;
 	int fd, err = 0;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return h ^ (uint64_t)(errno + 1) << 32;
 	for (;;) {
-		n = read(fd, b, sizeof b);
+		ssize_t n = read(fd, b, sizeof b);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
