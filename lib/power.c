@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "guest.h"
@@ -18,6 +19,105 @@ const char *
 power_tool(enum guest_type t)
 {
 	return t == GUEST_QEMU ? "qm" : "pct";
+}
+
+/* --- does "stop" take --overrule-shutdown? */
+
+/* The file a tool name runs, found in PATH as execvp finds it: an upgrade
+ * of qemu-server or pve-container replaces it (a new inode). */
+struct tool_id {
+	dev_t dev;
+	ino_t ino;
+	struct timespec mtime;
+};
+
+static int
+tool_identity(const char *tool, struct tool_id *id)
+{
+	const char *path = getenv("PATH");
+	char *dirs = xstrdup(path ? path : "/bin:/usr/bin"), *save = NULL;
+	int found = 0;
+
+	memset(id, 0, sizeof *id);
+	for (char *d = strtok_r(dirs, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+		char *file = xasprintf("%s/%s", d, tool);
+		struct stat st;
+		if (stat(file, &st) == 0 && S_ISREG(st.st_mode) && access(file, X_OK) == 0) {
+			id->dev = st.st_dev;
+			id->ino = st.st_ino;
+			id->mtime = st.st_mtim;
+			found = 1;
+		}
+		free(file);
+	}
+	free(dirs);
+	return found ? 0 : -1;
+}
+
+struct overrule_cache {
+	int known, yes;
+	struct tool_id id;
+};
+static struct overrule_cache overrule_cache[2]; /* qm, pct */
+
+int
+power_stop_overrule_cached(enum guest_type t)
+{
+	const struct overrule_cache *c = &overrule_cache[t == GUEST_QEMU ? 0 : 1];
+	struct tool_id id;
+
+	if (!c->known || tool_identity(power_tool(t), &id) < 0 || id.dev != c->id.dev ||
+	    id.ino != c->id.ino || id.mtime.tv_sec != c->id.mtime.tv_sec ||
+	    id.mtime.tv_nsec != c->id.mtime.tv_nsec)
+		return -1;
+	return c->yes;
+}
+
+void
+power_stop_overrule_learn(enum guest_type t, int yes)
+{
+	struct overrule_cache *c = &overrule_cache[t == GUEST_QEMU ? 0 : 1];
+
+	c->known = tool_identity(power_tool(t), &c->id) == 0;
+	c->yes = yes;
+}
+
+/* Proxmox's CLI usage lists each option as "--NAME <type>". */
+static int
+usage_has_option(const char *text, const char *opt)
+{
+	size_t n = strlen(opt);
+
+	for (const char *p = strstr(text, opt); p; p = strstr(p + 1, opt))
+		if ((p == text || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '[') &&
+		    (p[n] == ' ' || p[n] == '\n' || p[n] == '\0' || p[n] == ']'))
+			return 1;
+	return 0;
+}
+
+int
+power_stop_overrule(enum guest_type t, double timeout_s)
+{
+	static const char *const help[] = { "help", "stop", NULL };
+	struct power_cmd c;
+	struct buf out = { 0 };
+	int yes = power_stop_overrule_cached(t), keep;
+
+	if (yes >= 0)
+		return yes;
+	if (power_cmd_spawn(&c, t, help, timeout_s) < 0)
+		return 0;
+	keep = fcntl(c.out, F_DUPFD_CLOEXEC, 3);
+	power_cmd_collect(&c);
+	if (keep < 0)
+		return 0;
+	if (c.rc == 0 && lseek(keep, 0, SEEK_SET) == 0 && read_fd(keep, 256 * 1024, &out) == 0) {
+		yes = usage_has_option(out.data, "--overrule-shutdown");
+		power_stop_overrule_learn(t, yes);
+	}
+	close(keep);
+	buf_free(&out);
+	return yes > 0;
 }
 
 int

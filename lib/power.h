@@ -16,6 +16,19 @@
 /* "qm" for QEMU, "pct" for containers. */
 const char *power_tool(enum guest_type t);
 
+/* Does this node's qm (pct) take "stop VMID --overrule-shutdown 1", which
+ * aborts a running shutdown task (and so frees the config lock it holds)
+ * before the stop? qemu-server 8.1.2 and pve-container 5.0.10 (PVE 8.2)
+ * added it; older ones refuse the unknown option. Asked once with
+ * "TOOL help stop" (deadline timeout_s) and kept while the tool's file in
+ * PATH stays the same (an upgrade replaces it). 1 yes, 0 no or unknown
+ * (the plain stop is always there). */
+int power_stop_overrule(enum guest_type t, double timeout_s);
+/* The kept answer only: 1, 0, or -1 when it would have to ask. */
+int power_stop_overrule_cached(enum guest_type t);
+/* Keeps an answer learned elsewhere (say, by a child process). */
+void power_stop_overrule_learn(enum guest_type t, int yes);
+
 /* One qm or pct command. */
 struct power_cmd {
 	struct proc proc; /* proc.fd: readable when it has ended */

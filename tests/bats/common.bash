@@ -107,13 +107,16 @@ netns_add() {
 	echo "$ns"
 }
 
-# start_qemu RUN VMID [-S] [--qga]: a real QEMU, daemonized with
-# "-pidfile RUN/VMID.pid" as qemu-server starts it (so the running check
-# sees it), its monitor on RUN/VMID.qmp. "-machine none": no guest to boot,
-# no KVM; it runs at once ("running"), or with -S waits in "prelaunch".
-# --qga adds the agent socket RUN/VMID.qga with nothing behind it, which
-# accepts and never answers: a hung agent. Sets QEMU_PID; pvekit_teardown
-# stops it.
+# start_qemu RUN VMID [-S] [--qga] [--no-reboot]: a real QEMU, daemonized
+# with "-pidfile RUN/VMID.pid" and -no-shutdown as qemu-server starts it (so
+# the running check sees it, and a guest that powers off leaves QEMU in run
+# state "shutdown"), its monitor on RUN/VMID.qmp. "-machine none": no guest
+# to boot, no KVM; it runs at once ("running"), or with -S waits in
+# "prelaunch". --qga adds the agent socket RUN/VMID.qga with nothing behind
+# it, which accepts and never answers: a hung agent. --no-reboot makes a
+# reset a power-off: "qmp RUN/VMID.qmp system_reset" then stands for a guest
+# that powered itself off (with no guest there is no ACPI to ask). Sets
+# QEMU_PID; pvekit_teardown stops it.
 start_qemu() {
 	local run=$1 vmid=$2 args=()
 	shift 2
@@ -121,13 +124,14 @@ start_qemu() {
 		case $1 in
 		-S) args+=(-S) ;;
 		--qga) args+=(-chardev "socket,id=qga0,path=$run/$vmid.qga,server=on,wait=off") ;;
+		--no-reboot) args+=(-no-reboot) ;;
 		*) echo "start_qemu: unknown option $1" >&2; return 1 ;;
 		esac
 		shift
 	done
 	rm -f "$run/$vmid.pid" "$run/$vmid.qmp" "$run/$vmid.qga"
 	# returns once QEMU is up: pid file written, sockets listening
-	qemu-system-x86_64 -name "vm$vmid" -machine none -nodefaults -display none "${args[@]}" \
+	qemu-system-x86_64 -name "vm$vmid" -machine none -nodefaults -display none -no-shutdown "${args[@]}" \
 		-qmp "unix:$run/$vmid.qmp,server=on,wait=off" -pidfile "$run/$vmid.pid" \
 		-daemonize </dev/null >"$T/qemu-$vmid.log" 2>&1 3>&- || {
 		cat "$T/qemu-$vmid.log" >&2
