@@ -1,10 +1,14 @@
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include "proc.h"
 #include "sdrun.h"
 #include "util.h"
 
@@ -173,54 +177,99 @@ sdrun_argv(const struct sdrun_spec *s, char *const argv[])
 	return v;
 }
 
-char **
-sdrun_stop_argv(const char *unit)
+int
+sdrun_stop_start(const char *unit, pid_t *pid)
 {
-	char **v = NULL;
-	size_t n = 0;
+	char *path = path_find("systemctl");
+	char *const argv[] = { path, "--no-ask-password", "stop", (char *)unit, NULL };
+	sigset_t all, old;
+	int fd, e;
 
-	push(&v, &n, path_find("systemctl"));
-	push(&v, &n, xstrdup("--no-ask-password"));
-	push(&v, &n, xstrdup("stop"));
-	push(&v, &n, xstrdup(unit));
-	return v;
+	/* Nothing of ours may run in the child before the exec. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
+	*pid = fork();
+	if (*pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP)
+				signal(sig, sig == SIGTERM || sig == SIGHUP ? SIG_IGN : SIG_DFL);
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		for (int i = 0; i < 3 && null >= 0; i++)
+			dup2(null, i);
+		execv(path, argv);
+		_exit(127);
+	}
+	e = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	free(path);
+	if (*pid < 0) {
+		errno = e;
+		return -1;
+	}
+	fd = (int)syscall(SYS_pidfd_open, *pid, 0);
+	if (fd < 0) {
+		e = errno;
+		kill(*pid, SIGKILL);
+		while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		errno = e;
+		return -1;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return fd;
 }
 
 int
-sdrun_stop_ok(int exit_code)
+sdrun_stop_end(int pidfd, pid_t pid, const char *unit, char *err, size_t errlen)
 {
-	return exit_code == 0 || exit_code == 5;
+	int st = 0;
+
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	close(pidfd);
+	/* 5: "not loaded": the unit has ended and is gone already */
+	if (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 5))
+		return 0;
+	if (WIFSIGNALED(st))
+		snprintf(err, errlen, "systemctl stop %s: killed by signal %d", unit, WTERMSIG(st));
+	else
+		snprintf(err, errlen, "systemctl stop %s: exit status %d%s", unit, WEXITSTATUS(st),
+		         WEXITSTATUS(st) == 127 ? " (systemctl not found)" : "");
+	return -1;
 }
 
 int
 sdrun_stop(const char *unit, int64_t timeout_ms, char *err, size_t errlen)
 {
-	char **argv = sdrun_stop_argv(unit);
-	struct proc_spec spec = {
-		.path = argv[0],
-		.argv = argv,
-		.fd_in = PROC_DEVNULL,
-		.fd_out = PROC_DEVNULL,
-		.fd_err = PROC_DEVNULL,
-		.group = PROC_NEW_GROUP,
-		.timeout_ms = timeout_ms,
-		.kill_after_ms = 1000,
-	};
-	struct proc_status st;
-	int rc = proc_run(&spec, &st);
+	int64_t end = mono_ms() + timeout_ms;
+	pid_t pid;
+	int fd = sdrun_stop_start(unit, &pid);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
 
-	sdrun_free(argv);
-	if (rc < 0) {
+	if (fd < 0) {
 		snprintf(err, errlen, "systemctl stop %s: %s", unit, strerror(errno));
 		return -1;
 	}
-	if (!sdrun_stop_ok(proc_exit_code(&st))) {
-		char what[160];
-		snprintf(err, errlen, "systemctl stop %s %s%s", unit,
-		         proc_describe(&st, what, sizeof what), st.timed_out ? " (timed out)" : "");
-		return -1;
+	for (;;) {
+		int64_t left = end - mono_ms();
+		int n = poll(&p, 1, left <= 0 ? 0 : left > 60000 ? 60000 : (int)left);
+
+		if (n > 0)
+			break;
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n == 0 && left <= 0) {
+			kill(pid, SIGKILL);
+			sdrun_stop_end(fd, pid, unit, err, errlen);
+			snprintf(err, errlen,
+			         "systemctl stop %s: still running after %lld ms, killed", unit,
+			         (long long)timeout_ms);
+			return -1;
+		}
 	}
-	return 0;
+	return sdrun_stop_end(fd, pid, unit, err, errlen);
 }
 
 void

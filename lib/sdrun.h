@@ -16,8 +16,8 @@
  *
  * A killed systemd-run leaves its unit running: systemd 252's --wait does
  * not stop it on SIGTERM (src/run/run.c handles SIGTERM only with --pty).
- * A caller that gives up on a command (stop, deadline) runs
- * sdrun_stop_argv(unit) and waits for that too: it returns when the unit's
+ * A caller that gives up on a command (stop, deadline) stops its unit
+ * (sdrun_stop*) and waits for that too: it returns when the unit's
  * processes are gone (SIGTERM, SIGKILL after stop_timeout_ms).
  *
  * What the caller needs: to be uid 0 and to reach the system bus
@@ -31,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct sdrun_spec {
 	const char *unit;        /* from sdrun_unit_name(); NULL: PID 1 picks run-uN */
@@ -53,14 +54,19 @@ char *sdrun_unit_name(const char *kind, uint32_t vmid, const char *tag);
  * or action= command must see what the admin wrote. Free with sdrun_free(). */
 char **sdrun_argv(const struct sdrun_spec *s, char *const argv[]);
 
-/* "systemctl stop UNIT" (argv[0] found on PATH). Free with sdrun_free().
- * Its exit code is judged by sdrun_stop_ok(): a unit that is gone already
- * (5, "not loaded") is stopped too. */
-char **sdrun_stop_argv(const char *unit);
-int sdrun_stop_ok(int exit_code);
-
-/* Runs sdrun_stop_argv(unit) to its end, at most timeout_ms. 0, or -1 with
- * what went wrong in err. */
+/* Stopping a unit: "systemctl stop UNIT" (found on PATH) as a child of
+ * ours that ignores SIGTERM and SIGHUP, its stdio on /dev/null. A stop of
+ * the caller's own unit sends SIGTERM to every process in it, and again to
+ * each one that appears while it does: a plain child started in reaction to
+ * that SIGTERM may be killed with the rest, leaving the unit it was to stop
+ * running. systemctl returns when the unit's processes are gone.
+ *
+ * sdrun_stop_start() returns a pidfd, readable once the child has ended
+ * (for a poll loop), and its pid; -1 with errno. sdrun_stop_end() reaps it:
+ * 0 when the unit is stopped (or was gone), -1 with the reason in err.
+ * sdrun_stop() does both, waiting at most timeout_ms (then SIGKILL). */
+int sdrun_stop_start(const char *unit, pid_t *pid);
+int sdrun_stop_end(int pidfd, pid_t pid, const char *unit, char *err, size_t errlen);
 int sdrun_stop(const char *unit, int64_t timeout_ms, char *err, size_t errlen);
 
 void sdrun_free(char **argv);

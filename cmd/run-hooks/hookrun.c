@@ -47,11 +47,10 @@ hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 	memset(r, 0, sizeof *r);
 	r->fd[0] = r->fd[1] = -1;
 	r->proc.fd = -1;
-	r->stopper.fd = -1;
+	r->stopper_fd = -1;
 	r->mode = h->mode;
 	r->path = h->path;
 	r->timeout_ms = s.timeout_ms;
-	r->kill_after_ms = o->kill_after_ms;
 	if (o->systemd_run) {
 		const char *base = strrchr(h->path, '/');
 		char *desc = unit_description(h);
@@ -102,7 +101,7 @@ hookrun_pollfds(const struct hookrun *r, struct pollfd *pfd)
 	pfd[0] = (struct pollfd){ .fd = r->fd[0], .events = POLLIN };
 	pfd[1] = (struct pollfd){ .fd = r->fd[1], .events = POLLIN };
 	pfd[2] =
-	    (struct pollfd){ .fd = r->proc.fd >= 0 ? r->proc.fd : r->stopper.fd, .events = POLLIN };
+	    (struct pollfd){ .fd = r->proc.fd >= 0 ? r->proc.fd : r->stopper_fd, .events = POLLIN };
 }
 
 static void
@@ -185,42 +184,27 @@ hookrun_free(struct hookrun *r)
 	r->unit = NULL;
 }
 
-/* systemd-run was given up, so its unit may still run: stop it. 0 when the
+/* systemd-run was given up, so its unit may still run: stop it (lib/sdrun:
+ * the stopper outlives the SIGTERM of our own unit's stop). 0 when the
  * stopper runs. */
 static int
 stopper_start(struct hookrun *r)
 {
-	char **argv = sdrun_stop_argv(r->unit);
-	struct proc_spec s = {
-		.path = argv[0],
-		.argv = argv,
-		.fd_in = PROC_DEVNULL,
-		.fd_out = PROC_DEVNULL,
-		.fd_err = PROC_DEVNULL,
-		.group = PROC_NEW_GROUP,
-		.timeout_ms = r->kill_after_ms + SDRUN_SLACK_MS,
-		.kill_after_ms = 1000,
-	};
-	int rc = proc_spawn(&r->stopper, &s);
-
-	if (rc < 0)
+	r->stopper_fd = sdrun_stop_start(r->unit, &r->stopper_pid);
+	if (r->stopper_fd < 0)
 		log_err("%s: cannot stop %s: %s", r->label ? r->label : r->path, r->unit,
 		        strerror(errno));
-	sdrun_free(argv);
-	return rc;
+	return r->stopper_fd < 0 ? -1 : 0;
 }
 
 static void
 stopper_ended(struct hookrun *r)
 {
-	struct proc_status st;
+	char err[300];
 
-	proc_collect(&r->stopper, &st);
-	if (!sdrun_stop_ok(proc_exit_code(&st))) {
-		char what[160];
-		log_err("%s: systemctl stop %s %s%s", r->label ? r->label : r->path, r->unit,
-		        proc_describe(&st, what, sizeof what), st.timed_out ? " (timed out)" : "");
-	}
+	if (sdrun_stop_end(r->stopper_fd, r->stopper_pid, r->unit, err, sizeof err) < 0)
+		log_err("%s: %s", r->label ? r->label : r->path, err);
+	r->stopper_fd = -1;
 }
 
 int

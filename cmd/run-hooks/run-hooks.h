@@ -60,10 +60,11 @@ struct hookrun {
 	struct proc proc;
 	int fd[2]; /* stdout, stderr read ends */
 	char *unit;            /* --systemd-run: the hook's transient unit */
-	struct proc stopper;   /* "systemctl stop UNIT" once systemd-run was given up */
+	int stopper_fd;        /* pidfd of "systemctl stop UNIT", once systemd-run was given up */
+	pid_t stopper_pid;
 	struct proc_status st; /* systemd-run's, kept while the stopper runs */
 	int aborting;
-	int64_t timeout_ms, kill_after_ms;
+	int64_t timeout_ms;
 	struct buf partial[2];
 	enum out_mode mode;
 	const char *path;
