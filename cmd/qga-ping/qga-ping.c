@@ -29,6 +29,7 @@ enum {
 	OPT_EXEC,
 	OPT_EXEC_TIMEOUT,
 	OPT_TIMESYNC_GAP,
+	OPT_SYSTEMD_RUN,
 };
 
 static const struct option long_options[] = {
@@ -48,6 +49,7 @@ static const struct option long_options[] = {
 	{ "exec", required_argument, NULL, OPT_EXEC },
 	{ "exec-timeout", required_argument, NULL, OPT_EXEC_TIMEOUT },
 	{ "timesync-gap", required_argument, NULL, OPT_TIMESYNC_GAP },
+	{ "systemd-run", no_argument, NULL, OPT_SYSTEMD_RUN },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -57,8 +59,8 @@ static const char usage_text[] =
     "usage: qga-ping [-qv] [-t MS] [--wait S] [--json] [--qga-dir DIR] VMID|SOCKET...\n"
     "       qga-ping [-qv] [-t MS] [--wait S] [--json] --all [--pve-dir DIR] [--node NAME]\n"
     "       qga-ping --watch [-v] [-i S] [-t MS] [--threshold N] [--grace S]\n"
-    "                [--exec CMD] [--exec-timeout S] [--timesync-gap S] [--json]\n"
-    "                [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
+    "                [--exec CMD] [--exec-timeout S] [--systemd-run] [--timesync-gap S]\n"
+    "                [--json] [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
 
 struct opts {
 	int all, json, quiet, watch;
@@ -122,6 +124,9 @@ parse_args(int argc, char *argv[], struct opts *o)
 		case OPT_TIMESYNC_GAP:
 			o->w.timesync_gap_s = opt_seconds("--timesync-gap", optarg, 0, OPT_NO_MAX);
 			break;
+		case OPT_SYSTEMD_RUN:
+			o->w.systemd_run = 1;
+			break;
 		case 'h':
 			opt_help();
 		case 'V':
@@ -134,6 +139,8 @@ parse_args(int argc, char *argv[], struct opts *o)
 		usage_error("--watch takes no operands and no --all");
 	if (o->watch && o->wait_s > 0)
 		usage_error("--wait is for one-shot pings, not --watch");
+	if (o->w.systemd_run && !o->watch)
+		usage_error("--systemd-run needs --watch");
 }
 
 void

@@ -18,6 +18,7 @@ struct watch_opts {
 	int timeout_ms;
 	unsigned threshold;
 	int json;
+	int systemd_run; /* --exec as a transient unit of PID 1 (lib/sdrun) */
 };
 
 /* Runs until SIGTERM or SIGINT; returns the exit status. */

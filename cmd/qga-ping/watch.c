@@ -32,6 +32,7 @@
 #include "qga-ping.h"
 #include "qga.h"
 #include "qmp.h"
+#include "sdrun.h"
 #include "util.h"
 #include "vmlist.h"
 
@@ -85,7 +86,8 @@ struct child {
 	pid_t pid;
 	uint32_t vmid;
 	int is_exec, termed;
-	int64_t deadline;
+	int64_t deadline, started;
+	char *unit; /* --systemd-run: the --exec command's transient unit */
 };
 
 struct watcher {
@@ -333,16 +335,24 @@ setenv_u(const char *name, unsigned long long v)
 	setenv(name, s, 1);
 }
 
+/* systemd-run's own deadline beyond the command's: a backstop for a client
+ * that hangs, never reached while PID 1 answers. */
+#define SDRUN_SLACK_MS 15000
+
 /* Forks a command in its own process group, stdin from /dev/null, stdout to
- * our stderr (our stdout is the event stream). */
+ * our stderr (our stdout is the event stream). With --systemd-run an --exec
+ * command runs as a transient unit of PID 1 instead (lib/sdrun), whose
+ * RuntimeMaxSec is the deadline. */
 static pid_t
 spawn(struct watcher *w, uint32_t vmid, int is_exec, int64_t timeout_ms, char *const argv[],
       const struct guest *g, const struct event *ev)
 {
+	char *unit = is_exec && w->o->systemd_run ? sdrun_unit_name("exec", vmid, NULL) : NULL;
 	pid_t pid = fork();
 
 	if (pid < 0) {
 		log_err("%u: fork: %s", vmid, strerror(errno));
+		free(unit);
 		return -1;
 	}
 	if (pid == 0) {
@@ -376,12 +386,30 @@ spawn(struct watcher *w, uint32_t vmid, int is_exec, int64_t timeout_ms, char *c
 				setenv("PVEKIT_DOWNTIME", s, 1);
 			}
 		}
+		if (unit) {
+			char *desc = xasprintf("pvekit qga-ping --exec for VM %u %s", vmid,
+			                       getenv("PVEKIT_EVENT"));
+			struct sdrun_spec sp = { .unit = unit,
+				                 .description = desc,
+				                 .runtime_max_ms = timeout_ms,
+				                 .stop_timeout_ms = KILL_GRACE_MS,
+				                 .umask = -1,
+				                 .env_prefix = "PVEKIT_" };
+			argv = sdrun_argv(&sp, argv);
+		}
 		execvp(argv[0], argv);
 		fprintf(stderr, "%s: %s: %s\n", log_prog, argv[0], strerror(errno));
 		_exit(127);
 	}
 	w->ch = xreallocarray(w->ch, w->nch + 1, sizeof *w->ch);
-	w->ch[w->nch++] = (struct child){ pid, vmid, is_exec, 0, mono_ms() + timeout_ms };
+	w->ch[w->nch++] =
+	    (struct child){ pid,
+		            vmid,
+		            is_exec,
+		            0,
+		            mono_ms() + timeout_ms + (unit ? KILL_GRACE_MS + SDRUN_SLACK_MS : 0),
+		            mono_ms(),
+		            unit };
 	return pid;
 }
 
@@ -436,6 +464,23 @@ run_timesync(struct watcher *w, struct guest *g)
 	spawn(w, g->vmid, 0, TIMESYNC_TIMEOUT_MS, argv, g, NULL);
 }
 
+/* How a --exec unit ended, as systemd-run reports it: the command's exit
+ * code, 255 for a signal, 1 when PID 1 stopped it at its RuntimeMaxSec. */
+static void
+exec_unit_ended(struct watcher *w, struct child *c, int status)
+{
+	int64_t ran = mono_ms() - c->started;
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+	if (code && ran >= (int64_t)(w->o->exec_timeout_s * 1000))
+		log_warn("%u: --exec (%s) timed out after %g s", c->vmid, c->unit,
+		         w->o->exec_timeout_s);
+	else if (code)
+		log_warn("%u: --exec (%s) exited with status %d", c->vmid, c->unit, code);
+	free(c->unit);
+	c->unit = NULL;
+}
+
 static void
 reap_children(struct watcher *w)
 {
@@ -451,7 +496,9 @@ reap_children(struct watcher *w)
 		struct child c = w->ch[i];
 		w->ch[i] = w->ch[--w->nch];
 		const char *what = c.is_exec ? "--exec" : w->o->timesync_cmd;
-		if (WIFSIGNALED(status))
+		if (c.unit)
+			exec_unit_ended(w, &c, status);
+		else if (WIFSIGNALED(status))
 			log_warn("%u: %s killed by signal %d%s", c.vmid, what, WTERMSIG(status),
 			         c.termed ? " (timed out)" : "");
 		else if (WEXITSTATUS(status))
@@ -467,7 +514,8 @@ reap_children(struct watcher *w)
 }
 
 /* A child past its deadline gets SIGTERM (its whole process group), then
- * SIGKILL KILL_GRACE_MS later. */
+ * SIGKILL KILL_GRACE_MS later. A systemd-run past its backstop is given up
+ * and its unit stopped. */
 static void
 expire_children(struct watcher *w, int64_t now)
 {
@@ -475,6 +523,18 @@ expire_children(struct watcher *w, int64_t now)
 		struct child *c = &w->ch[i];
 		if (now < c->deadline)
 			continue;
+		if (c->unit && !c->termed) {
+			char err[300];
+			log_warn("%u: --exec: systemd-run still waiting for %s; stopping it",
+			         c->vmid, c->unit);
+			kill(-c->pid, SIGTERM);
+			if (sdrun_stop(c->unit, KILL_GRACE_MS + SDRUN_SLACK_MS, err, sizeof err) <
+			    0)
+				log_err("%u: %s", c->vmid, err);
+			c->termed = 1;
+			c->deadline = mono_ms() + KILL_GRACE_MS;
+			continue;
+		}
 		if (!c->termed)
 			log_warn("%u: %s still running after its timeout, terminating it", c->vmid,
 			         c->is_exec ? "--exec" : w->o->timesync_cmd);
@@ -844,6 +904,14 @@ teardown(struct watcher *w)
 {
 	for (size_t i = 0; i < w->nch; i++)
 		kill(-w->ch[i].pid, SIGTERM);
+	/* A killed systemd-run leaves its unit running: stop those too. */
+	for (size_t i = 0; i < w->nch; i++) {
+		char err[300];
+		if (w->ch[i].unit &&
+		    sdrun_stop(w->ch[i].unit, KILL_GRACE_MS + SDRUN_SLACK_MS, err, sizeof err) < 0)
+			log_err("%u: %s", w->ch[i].vmid, err);
+		free(w->ch[i].unit);
+	}
 	while (w->ng)
 		guest_remove(w, w->ng - 1);
 	free(w->g);
@@ -868,6 +936,9 @@ watch_run(const struct watch_opts *o)
 		return EXIT_UNAVAILABLE;
 	}
 	w.next_scan = mono_ms() + w.interval_ms;
+	if (o->exec_cmd && !o->systemd_run && getenv("INVOCATION_ID"))
+		log_warn("--exec without --systemd-run: the command runs inside this service's "
+		         "sandbox (see qga-ping(8), The command)");
 	log_info("watching the guest agents of node %s every %g s (timeout %d ms, threshold %u)",
 	         o->node, o->interval_s, o->timeout_ms, o->threshold);
 	while (!w.stop) {
