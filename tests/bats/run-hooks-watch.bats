@@ -43,7 +43,7 @@ pipeline() {
 	command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
 	run -0 bash -c "systemd-analyze verify --man=no '$UNIT' 2>&1 | grep -v 'is not executable' || true"
 	assert_output ''
-	grep -qx 'ExecStart=/bin/bash -c .set -o pipefail; /usr/bin/pve-watch-conf | /usr/bin/run-hooks --events /etc/pvekit.' "$UNIT"
+	grep -qx 'ExecStart=/bin/bash -c .set -o pipefail; /usr/bin/pve-watch-conf | /usr/bin/run-hooks --events /etc/pvekit --systemd-run.' "$UNIT"
 	grep -qx 'Type=notify' "$UNIT"
 	grep -qx 'NotifyAccess=all' "$UNIT"
 	grep -qx 'PartOf=pve-cluster.service' "$UNIT"
