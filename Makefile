@@ -1,7 +1,10 @@
 # pvekit: one Makefile for every program, the tests, the benchmarks and the package.
 #
 #   make            build every program into $(BUILD)/
-#   make check      install missing test dependencies, build, run the whole suite
+#   make check      install missing test dependencies, build, run the whole suite:
+#                   tests/bats, then tests/system (the package booted under
+#                   systemd; SYSTEM_TESTS=0 leaves it out, TESTS=... too)
+#   make system-test the package on a Debian 12 booted with systemd as PID 1
 #   make asan       the same suite against an ASan+UBSan build in build-asan/
 #   make fuzz       build the parser fuzzers (clang) and run each for FUZZ_SECONDS
 #   make bench      our tools side by side with the baselines they replace
@@ -69,8 +72,18 @@ $(PROGS):
 deps:
 	@.ci/deps
 
+# Each runner ends with "N passed, N failed"; check adds them up into one
+# such line (a runner that ended without one counts as a failure).
 check: deps all
-	@PVEKIT_BUILD=$(abspath $(BUILD)) tests/run $(TESTS)
+	@{ PVEKIT_BUILD=$(abspath $(BUILD)) tests/run $(TESTS); \
+	  if [ -z "$(TESTS)" ] && [ "$(SYSTEM_TESTS)" != 0 ]; then tests/system/run; fi; } | \
+	  awk -v want=$(if $(TESTS),1,$(if $(filter 0,$(SYSTEM_TESTS)),1,2)) \
+	    '/^[0-9]+ passed, [0-9]+ failed/ { p += $$1; f += $$3; s += $$5; n++; next } { print; fflush() } \
+	     END { if (n < want) { print "check: " want - n " runner(s) ended without a result"; f++ } \
+	           printf "%d passed, %d failed%s\n", p, f, s ? sprintf(", %d skipped", s) : ""; exit (f > 0) }'
+
+system-test: deps
+	@tests/system/run $(SYSTEM_TESTS_FILES)
 
 asan:
 	@.ci/deps
@@ -117,7 +130,7 @@ lint: all
 	mandoc -T lint -W warning $(MANPAGES)
 	@out=$$(systemd-analyze verify --man=no $(UNITS) 2>&1 | grep -v 'Command .* is not executable' ); \
 		if [ -n "$$out" ]; then echo "$$out"; exit 1; fi
-	@for h in $(HOOKS) demo/*.sh .ci/run .ci/deps tests/run bench/run tests/fakes/pmxcfs-sim; do \
+	@for h in $(HOOKS) demo/*.sh .ci/run .ci/deps tests/run bench/run tests/fakes/pmxcfs-sim tests/system/run tests/system/mkroot; do \
 		sh -n $$h 2>/dev/null || bash -n $$h || exit 1; done
 
 install: all
@@ -132,7 +145,14 @@ install: all
 	@if [ -d share/examples ]; then install -d $(DESTDIR)$(DOCDIR)/examples && \
 		install -m 0644 share/examples/* $(DESTDIR)$(DOCDIR)/examples/; fi
 
+# build/system, the system tests' Debian root (tests/system/mkroot), is a
+# cache that takes minutes to make: clean keeps it (dpkg-buildpackage runs
+# clean too), clean-system removes it.
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build-asan build-fuzz
+	@if [ -d $(BUILD) ]; then find $(BUILD) -mindepth 1 -maxdepth 1 ! -name system -exec rm -rf {} +; fi
 
-.PHONY: all deps check asan fuzz bench demo deb lint install clean
+clean-system:
+	rm -rf $(BUILD)/system
+
+.PHONY: all deps check system-test asan fuzz bench demo deb lint install clean clean-system
