@@ -373,6 +373,29 @@ EOF
 	refute_output --partial tmp
 }
 
+@test "vm-ip-from-arp: a change the file system refuses for good (EPERM) is exit 73, not a quorum retry" {
+	standard_guests
+	run -0 from_arp
+	ip -n "$HOSTNS" neigh flush dev vmbr0
+	guest_nic BC:24:11:00:01:04 100.128.0.104
+	ping_from_host 100.128.0.104 100.128.0.100
+	local before
+	before=$(cat "$CFG"/failoverip/*)
+	# an immutable folder answers a new file with EPERM, as pmxcfs does a
+	# mode it never allows
+	chattr +i "$CFG/failoverip" 2>/dev/null || skip "chattr +i does not work on $CFG"
+	run from_arp
+	chattr -i "$CFG/failoverip" # before any assertion, so the temp dir can go
+	assert_equal "$status" 73
+	assert_line "104 100.128.0.104"
+	assert_line --regexp "^vm-ip-from-arp: .*/failoverip/104: cannot [a-z]+: Operation not permitted \(a mode or operation the file system never allows\)$"
+	assert_line --regexp "^vm-ip-from-arp: .*/failoverip: 1 change\(s\) refused by the file system \(not for want of quorum: retrying will not help\)$"
+	refute_output --partial "retry later"
+	assert_equal "$(cat "$CFG"/failoverip/*)" "$before"
+	run ls -A "$CFG/failoverip"
+	refute_output --partial tmp
+}
+
 @test "vm-ip-from-arp: a missing node or cluster filesystem is a clear error" {
 	run -78 from_arp -v --node pve9
 	assert_output --regexp "^vm-ip-from-arp: .*/nodes/pve9: No such file or directory \(see --node\)$"
