@@ -145,6 +145,8 @@ ct_fakes() {
 			export PVEKIT_FAKE_LOG=/var/log/pve-fake.log PVEKIT_FAKE_RUN=/var/run/qemu-server \\
 			    PVEKIT_FAKE_LXC=/var/lib/lxc PVEKIT_FAKE_PVE=/etc/pve PVEKIT_FAKE_SCOPE=1 \\
 			    PVEKIT_FAKE_SHUTDOWN=ok PATH=/usr/local/lib/pvekit-test/fakes:\$PATH
+			# a test's settings (PVEKIT_FAKE_ON_START, PVEKIT_FAKE_START_RC...)
+			[ ! -r /run/pve-fake.env ] || . /run/pve-fake.env
 			exec /usr/local/lib/pvekit-test/fakes/pve-bin/$t "\$@"
 		EOF
 	done

@@ -65,3 +65,43 @@ teardown() { ct_debug pvekit-start-plan; }
 	assert_output "101.scope
 102.scope"
 }
+
+qemu_pid() { ct cat "/run/qemu-server/$1.pid"; }
+
+@test "the guests it started run on in their own scopes when the unit stops" {
+	p101=$(qemu_pid 101)
+	p102=$(qemu_pid 102)
+	run -0 ct cat "/proc/$p101/cgroup"
+	assert_line --regexp '/qemu[.]slice/101[.]scope$'
+	run -0 ct systemctl stop pvekit-start-plan.service
+	run -0 ct kill -0 "$p101" "$p102"
+	run -0 ct qm status 102
+	assert_output "status: running"
+}
+
+@test "a guest with onboot: 1 is left to Proxmox; a failed start fails neither the plan nor the unit" {
+	ct_guest 112 "onboot: 1"
+	ct_guest 113
+	ct_guest 114
+	# qm start 113 fails, as qm does when QEMU will not run
+	ct_put /run/pve-fake.env <<-'EOF'
+		if [ "$1 $2" = "start 113" ]; then export PVEKIT_FAKE_START_RC=2; fi
+	EOF
+	ct_put /etc/pvekit/start-plan <<-'EOF'
+		start 112 113
+		start 114
+	EOF
+	run -0 ct timeout 60 systemctl start pvekit-start-plan.service
+	run -0 ct systemctl show -P Result pvekit-start-plan.service
+	assert_output success
+	run -0 ct systemctl is-active pvekit-start-plan.service
+	run -0 ct_journal pvekit-start-plan
+	assert_line "start 112 skipped onboot"
+	assert_line --regexp '^start 113 failed [0-9.]+$'
+	assert_line --regexp '^start 114 ok [0-9.]+$'
+	run -0 ct qm status 112
+	assert_output "status: stopped"
+	run -0 ct qm status 114
+	assert_output "status: running"
+	run -1 ct grep -x 'qm start 112' /var/log/pve-fake.log
+}

@@ -108,11 +108,16 @@ qm start 104"
 	ct_guest 105
 	ct qm start 105
 	port_up 105
-	ct_put /etc/pve/pvekit/tcpcheck/105.conf <<-'EOF'
+	# written a minute ago (settled: tcpcheck keeps no hash of it), so that
+	# an edit in place that keeps its inode, size and mtime leaves its
+	# stamp as it was
+	ct_put /etc/pve/pvekit/tcpcheck/105.conf.new <<-'EOF'
 		ip=127.0.0.1
 		portsall=8105
 		enabled=0
 	EOF
+	ct touch -d '-1 minute' /etc/pve/pvekit/tcpcheck/105.conf.new
+	ct mv /etc/pve/pvekit/tcpcheck/105.conf.new /etc/pve/pvekit/tcpcheck/105.conf
 	ct_seen pvekit-tcpcheck 30 '^105 idle disabled'
 	# the same inode, size and mtime: only a re-read sees it
 	ct bash -c 'f=/etc/pve/pvekit/tcpcheck/105.conf; touch -r $f /tmp/stamp;
