@@ -300,3 +300,17 @@ qmp_query_status(const char *path, int timeout_ms, char *status, size_t len, cha
 	qmp_call_cleanup(&c);
 	return r;
 }
+
+int
+qemu_status_hands_off(const char *status, int shutdown_too)
+{
+	static const char *const off[] = { "paused",      "suspended",  "inmigrate",
+		                           "postmigrate", "prelaunch",  "finish-migrate",
+		                           "save-vm",     "restore-vm", "debug",
+		                           "colo" };
+
+	for (size_t i = 0; i < ARRAY_LEN(off); i++)
+		if (strcmp(status, off[i]) == 0)
+			return 1;
+	return shutdown_too && strcmp(status, "shutdown") == 0;
+}

@@ -82,4 +82,12 @@ const char *qmp_run_state(const json_t *ret);
 enum qmp_result qmp_query_status(const char *path, int timeout_ms, char *status, size_t len,
                                  char *why, size_t wlen);
 
+/* QEMU run states in which the guest is stopped on purpose or in transit
+ * (paused, suspended, a migration, a snapshot, prelaunch, debug, colo): a
+ * silent guest is expected there and a restart would destroy what the
+ * admin or a migration is doing. With shutdown_too, "shutdown" (the guest
+ * powered itself off) counts too. The others (running, guest-panicked,
+ * internal-error, io-error, watchdog) are a hung or broken guest. */
+int qemu_status_hands_off(const char *status, int shutdown_too);
+
 #endif

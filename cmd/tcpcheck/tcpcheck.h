@@ -111,11 +111,11 @@ struct wait_endpoint {
 /* Prints a line each; returns 0 (all open) or EXIT_TIMEOUT. */
 int wait_main(const struct oneshot_opts *o, const struct wait_endpoint *ep, size_t n);
 
-/* ---- gconf.c: mvmm-compatible key=value files */
+/* ---- watchconf.c: the per-guest settings, mvmm-compatible key=value files */
 
 #define MAX_PORTS 32
 
-struct gconf {
+struct watch_conf {
 	int has_ip;
 	struct ipaddr addr;
 	char ip[64]; /* as written */
@@ -132,52 +132,16 @@ struct gconf {
 	char *action; /* NULL: the built-in restart */
 };
 
-void gconf_defaults(struct gconf *c, int timeout_ms);
-void gconf_copy(struct gconf *dst, const struct gconf *src);
-void gconf_free(struct gconf *c);
+void watchconf_defaults(struct watch_conf *c, int timeout_ms);
+void watchconf_copy(struct watch_conf *dst, const struct watch_conf *src);
+void watchconf_free(struct watch_conf *c);
 /* Applies FILE's lines on top of c. 0 ok, 1 file absent, -1 error with
  * "FILE:LINE: reason" (or "FILE: reason") in err. */
-int gconf_load(struct gconf *c, const char *path, char *err, size_t errlen);
+int watchconf_load(struct watch_conf *c, const char *path, char *err, size_t errlen);
 /* Cross-key checks once every file is read; -1 with a reason in err. */
-int gconf_validate(const struct gconf *c, char *err, size_t errlen);
-double gconf_fail_interval(const struct gconf *c);
-double gconf_action_timeout(const struct gconf *c);
-
-/* PVE_DIR/ha/resources.cfg */
-struct ha_res {
-	uint32_t vmid;
-	enum guest_type type;
-	char state[16]; /* started, stopped, disabled, ignored ("enabled" = started) */
-};
-
-/* 0 ok (absent file: n = 0), -1 error in err */
-int ha_resources_load(const char *path, struct ha_res **out, size_t *n, char *err, size_t errlen);
-const struct ha_res *ha_find(const struct ha_res *v, size_t n, uint32_t vmid);
-
-/* ---- action.c */
-
-struct action_req {
-	uint32_t vmid;
-	enum guest_type type;
-	const char *name, *node, *ip, *reason;
-	const char *run_dir;
-	const char *lxc_dir;
-	const char *action; /* NULL: built-in */
-	const char *ha_sid; /* "vm:101" when HA-managed, else NULL */
-	double wait_interval;
-	double timeout;  /* whole action, seconds */
-	int systemd_run; /* run commands in transient units (outside our sandbox) */
-};
-
-/* Starts the action child under lib/proc, in its own process group:
- * p->out reads its stdout and stderr, *status its verdict pipe (a line
- * "skip REASON" when it decided not to act). 0 or -1 with errno. Stopped
- * with proc_abort: SIGTERM, then SIGKILL ACTION_KILL_AFTER_MS later, to it
- * and everything it started. */
-#define ACTION_KILL_AFTER_MS 5000
-int action_spawn(const struct action_req *r, struct proc *p, int *status);
-/* A one-line description of what the action runs, for messages. */
-void action_describe(const struct action_req *r, char *out, size_t outlen);
+int watchconf_validate(const struct watch_conf *c, char *err, size_t errlen);
+double watchconf_fail_interval(const struct watch_conf *c);
+double watchconf_action_timeout(const struct watch_conf *c);
 
 /* ---- watch.c */
 

@@ -1,11 +1,5 @@
-/* The action child: decides at the last moment whether acting is still
- * right (running? paused on purpose?), then restarts the guest through qm or
- * pct, or through ha-manager for HA resources, or runs the admin's action=
- * command. It runs in its own process group so the watcher can time it out,
- * and never blocks the checks of other guests. */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +7,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "action.h"
+#include "alloc.h"
+#include "clock.h"
 #include "guest.h"
-#include "log.h"
-#include "proc.h"
 #include "qmp.h"
 #include "sdrun.h"
-#include "tcpcheck.h"
-#include "util.h"
+#include "vmlist.h"
 
 #define QMP_TIMEOUT_MS 3000
 
@@ -58,34 +52,30 @@ wait_stopped(const struct action_req *r, double secs)
 		sleep_ms(200);
 }
 
-/* QEMU run states where the guest is stopped on purpose or in transit: a
- * restart would destroy what the admin (or a migration) is doing. The others
- * (running, guest-panicked, internal-error, io-error, shutdown, watchdog)
- * are a hung or broken guest, which is what the action is for. */
-static int
-status_hands_off(const char *st)
-{
-	static const char *const off[] = { "paused",      "suspended",  "inmigrate",
-		                           "postmigrate", "prelaunch",  "finish-migrate",
-		                           "save-vm",     "restore-vm", "debug",
-		                           "colo" };
-	for (size_t i = 0; i < ARRAY_LEN(off); i++)
-		if (strcmp(st, off[i]) == 0)
-			return 1;
-	return 0;
-}
+/* ---- the action child */
 
-/* ---- running commands */
-
+/* Runs one command (PATH searched) to its end, its output on ours, at most
+ * left_secs; with systemd_run in a transient unit of PID 1. Its exit code as
+ * a shell reports it. */
 static int
 run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
 {
-	const char *args[64];
 	char **sd = NULL, *unit = NULL, *desc = NULL;
-	size_t na = 0;
-	pid_t pid;
-	int st;
+	char *const *args = (char *const *)argv;
+	struct proc_status st;
+	struct proc_spec s = {
+		.search_path = 1,
+		.fd_in = PROC_INHERIT,
+		.fd_out = PROC_INHERIT,
+		.fd_err = PROC_INHERIT,
+		.group = PROC_NEW_GROUP,
+		.timeout_ms = (int64_t)(left_secs * 1000),
+		.kill_after_ms = ACTION_KILL_AFTER_MS,
+	};
+	int rc;
 
+	if (s.timeout_ms < 1)
+		s.timeout_ms = 1;
 	if (r->systemd_run) {
 		/* A transient unit started by PID 1 (lib/sdrun): the guest that
 		 * qm starts must not inherit this service's sandbox. */
@@ -95,15 +85,14 @@ run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
 			.env_prefix = "PVEKIT_",
 		};
 		sp.unit = unit = sdrun_unit_name("action", r->vmid, NULL);
-		sp.description = desc = xasprintf("pvekit tcpcheck action for guest %u", r->vmid);
-		sd = sdrun_argv(&sp, (char *const *)argv);
-		for (size_t i = 0; sd[i] && na < ARRAY_LEN(args) - 1; i++)
-			args[na++] = sd[i];
-	} else {
-		for (size_t i = 0; argv[i] && na < ARRAY_LEN(args) - 1; i++)
-			args[na++] = argv[i];
+		sp.description = desc =
+		    xasprintf("pvekit %s action for guest %u", r->who ? r->who : "pvekit", r->vmid);
+		args = sd = sdrun_argv(&sp, (char *const *)argv);
+		/* systemd-run's own deadline is the unit's, and a little more. */
+		s.timeout_ms += 15000;
 	}
-	args[na] = NULL;
+	s.path = args[0];
+	s.argv = args;
 
 	printf("running:");
 	for (size_t i = 0; args[i]; i++)
@@ -111,25 +100,21 @@ run_cmd(const struct action_req *r, const char *const argv[], double left_secs)
 	printf("\n");
 	fflush(stdout);
 
-	pid = fork();
-	if (pid < 0) {
-		printf("fork: %s\n", strerror(errno));
-		st = 71 << 8;
-	} else if (pid == 0) {
-		execvp(args[0], (char *const *)args);
+	if (proc_run(&s, &st) < 0) {
 		printf("%s: %s\n", args[0], strerror(errno));
-		fflush(stdout);
-		_exit(127);
+		rc = 71;
 	} else {
-		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-			;
+		if (st.exec_errno)
+			printf("%s: %s\n", args[0], strerror(st.exec_errno));
+		else if (st.timed_out)
+			printf("%s: still running at the action's deadline: stopped\n", args[0]);
+		rc = proc_exit_code(&st);
 	}
+	fflush(stdout);
 	sdrun_free(sd);
 	free(unit);
 	free(desc);
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return WEXITSTATUS(st);
+	return rc;
 }
 
 static int
@@ -250,13 +235,14 @@ child_main(void *arg)
 
 		free(qmp);
 		if (qr == QMP_OK) {
-			if (status_hands_off(st)) {
+			if (qemu_status_hands_off(st, r->shutdown_hands_off)) {
 				verdict(status_fd, "skip guest is %s", st);
 				return 0;
 			}
 			printf("QEMU status: %s\n", st);
 		} else {
-			printf("QEMU status unknown (%s): acting on the port checks alone\n", why);
+			printf("QEMU status unknown (%s): acting on %s alone\n", why,
+			       r->evidence ? r->evidence : "the checks");
 		}
 		fflush(stdout);
 	}
@@ -291,7 +277,66 @@ action_describe(const struct action_req *r, char *out, size_t outlen)
 }
 
 int
-action_spawn(const struct action_req *r, struct proc *p, int *status)
+action_locked(const char *pve_dir, const char *node, enum guest_type type, uint32_t vmid,
+              char *why, size_t whylen)
+{
+	char *path = guest_conf_path(pve_dir, node, type, vmid);
+	struct guest_conf gc;
+	const char *lock;
+	int rc = guest_conf_load(path, type, &gc), e = errno;
+
+	free(path);
+	if (rc < 0) {
+		snprintf(why, whylen, "guest config unreadable: %s", strerror(e));
+		return -1;
+	}
+	lock = guest_conf_lock(&gc);
+	if (lock)
+		snprintf(why, whylen, "lock: %s", lock);
+	guest_conf_free(&gc);
+	return lock ? 1 : 0;
+}
+
+/* ---- the rate limit */
+
+size_t
+action_window_count(struct action_window *w, int64_t now, int64_t window_ms)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < w->n; i++)
+		if (now - w->t[i] < window_ms)
+			w->t[k++] = w->t[i];
+	w->n = k;
+	return k;
+}
+
+void
+action_window_add(struct action_window *w, int64_t now)
+{
+	w->t = xreallocarray(w->t, w->n + 1, sizeof *w->t);
+	w->t[w->n++] = now;
+}
+
+void
+action_window_drop_last(struct action_window *w)
+{
+	if (w->n)
+		w->n--;
+}
+
+void
+action_window_free(struct action_window *w)
+{
+	free(w->t);
+	w->t = NULL;
+	w->n = 0;
+}
+
+/* ---- a running action */
+
+int
+action_start(struct action_run *a, const struct action_req *r)
 {
 	int st[2];
 	struct child_arg arg = { r, -1 };
@@ -305,10 +350,12 @@ action_spawn(const struct action_req *r, struct proc *p, int *status)
 		.kill_after_ms = ACTION_KILL_AFTER_MS,
 	};
 
+	memset(a, 0, sizeof *a);
+	a->status_fd = -1;
 	if (pipe2(st, O_CLOEXEC) < 0)
 		return -1;
 	arg.status_fd = s.fd_keep = st[1];
-	if (proc_spawn(p, &s) < 0) {
+	if (proc_spawn(&a->proc, &s) < 0) {
 		int e = errno;
 		close(st[0]);
 		close(st[1]);
@@ -317,6 +364,70 @@ action_spawn(const struct action_req *r, struct proc *p, int *status)
 	}
 	close(st[1]);
 	fcntl(st[0], F_SETFL, O_NONBLOCK);
-	*status = st[0];
+	a->status_fd = st[0];
+	a->deadline = mono_ms() + (int64_t)(r->timeout * 1000);
 	return 0;
+}
+
+void
+action_output(struct action_run *a, int final, void (*fn)(void *ctx, const char *line, size_t len),
+              void *ctx)
+{
+	char chunk[4096];
+	ssize_t n;
+
+	while (a->proc.out >= 0 && (n = read(a->proc.out, chunk, sizeof chunk)) > 0)
+		buf_append(&a->out, chunk, n);
+	buf_take_lines(&a->out, sizeof chunk, final, fn, ctx);
+}
+
+int
+action_expire(struct action_run *a, int64_t now)
+{
+	if (a->timed_out || now < a->deadline)
+		return 0;
+	proc_abort(&a->proc);
+	a->timed_out = 1;
+	return 1;
+}
+
+void
+action_abort(struct action_run *a)
+{
+	proc_abort(&a->proc);
+}
+
+void
+action_finish(struct action_run *a, struct action_result *res,
+              void (*fn)(void *ctx, const char *line, size_t len), void *ctx)
+{
+	char verdict_line[256] = "";
+	struct proc_status st;
+	ssize_t n;
+
+	memset(res, 0, sizeof *res);
+	proc_collect(&a->proc, &st);
+	action_output(a, 1, fn, ctx);
+	close(a->proc.out);
+	a->proc.out = -1;
+	buf_free(&a->out);
+	n = read(a->status_fd, verdict_line, sizeof verdict_line - 1);
+	verdict_line[n > 0 ? n : 0] = '\0';
+	verdict_line[strcspn(verdict_line, "\n")] = '\0';
+	close(a->status_fd);
+	a->status_fd = -1;
+	if (strncmp(verdict_line, "skip ", 5) == 0) {
+		res->skipped = 1;
+		snprintf(res->text, sizeof res->text, "%s", verdict_line + 5);
+		return;
+	}
+	res->timed_out = a->timed_out;
+	res->ok = !a->timed_out && WIFEXITED(st.wstatus) && WEXITSTATUS(st.wstatus) == 0;
+	if (a->timed_out)
+		snprintf(res->text, sizeof res->text, "action timed out");
+	else if (WIFSIGNALED(st.wstatus))
+		snprintf(res->text, sizeof res->text, "action killed by signal %d",
+		         WTERMSIG(st.wstatus));
+	else
+		snprintf(res->text, sizeof res->text, "action exited %d", WEXITSTATUS(st.wstatus));
 }

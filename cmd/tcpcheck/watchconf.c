@@ -6,10 +6,7 @@
  *   case-sensitive; a UTF-8 byte order mark is skipped.
  * Unlike mvmm, an unknown key or a bad value is an error naming FILE:LINE,
  * and the guest it belongs to is not watched (mvmm warned and went on with
- * the default, which for a typo in fail_threshold means early reboots).
- *
- * And PVE's HA resource list, PVE_DIR/ha/resources.cfg (section config:
- * "vm: 100" headers, indented "key value" lines). */
+ * the default, which for a typo in fail_threshold means early reboots). */
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -23,7 +20,7 @@
 #define CONF_MAX (64 * 1024)
 
 void
-gconf_defaults(struct gconf *c, int timeout_ms)
+watchconf_defaults(struct watch_conf *c, int timeout_ms)
 {
 	memset(c, 0, sizeof *c);
 	/* mvmm's defaults, so an mvmm directory keeps its behaviour. */
@@ -44,7 +41,7 @@ gconf_defaults(struct gconf *c, int timeout_ms)
 }
 
 void
-gconf_copy(struct gconf *dst, const struct gconf *src)
+watchconf_copy(struct watch_conf *dst, const struct watch_conf *src)
 {
 	*dst = *src;
 	dst->name = src->name ? xstrdup(src->name) : NULL;
@@ -52,7 +49,7 @@ gconf_copy(struct gconf *dst, const struct gconf *src)
 }
 
 void
-gconf_free(struct gconf *c)
+watchconf_free(struct watch_conf *c)
 {
 	free(c->name);
 	free(c->action);
@@ -60,7 +57,7 @@ gconf_free(struct gconf *c)
 }
 
 double
-gconf_fail_interval(const struct gconf *c)
+watchconf_fail_interval(const struct watch_conf *c)
 {
 	/* The default re-checks faster while failing, never slower. */
 	if (!c->fail_interval_set && c->check_interval < c->fail_interval)
@@ -69,7 +66,7 @@ gconf_fail_interval(const struct gconf *c)
 }
 
 double
-gconf_action_timeout(const struct gconf *c)
+watchconf_action_timeout(const struct watch_conf *c)
 {
 	/* Shutdown and stop may each take wait_interval; starts, qm's own
 	 * start-up and HA's scheduling get two more minutes. */
@@ -84,7 +81,7 @@ struct key {
 	size_t off;
 };
 
-#define F(field) offsetof(struct gconf, field)
+#define F(field) offsetof(struct watch_conf, field)
 
 static const struct key keys[] = {
 	{ "ip", K_IP, 0 },
@@ -140,13 +137,13 @@ parse_ports(const char *key, const char *v, uint16_t *ports, unsigned *n, char *
 /* Fields are written through memcpy at their offset: one table serves every
  * key without casting the struct to the field's type. */
 static void
-put(struct gconf *c, size_t off, const void *v, size_t len)
+put(struct watch_conf *c, size_t off, const void *v, size_t len)
 {
 	memcpy((char *)c + off, v, len);
 }
 
 static int
-set_key(struct gconf *c, const char *k, const char *v, char *err, size_t errlen)
+set_key(struct watch_conf *c, const char *k, const char *v, char *err, size_t errlen)
 {
 	const struct key *key = NULL;
 	unsigned long ul;
@@ -257,7 +254,7 @@ unescape_hash(char *s)
 
 /* One logical line (continuations joined); 0 or -1 with err. */
 static int
-parse_line(struct gconf *c, char *line, char *err, size_t errlen)
+parse_line(struct watch_conf *c, char *line, char *err, size_t errlen)
 {
 	char *s = trim_space(line), *k, *v;
 	size_t klen, vlen;
@@ -291,7 +288,7 @@ parse_line(struct gconf *c, char *line, char *err, size_t errlen)
 }
 
 int
-gconf_load(struct gconf *c, const char *path, char *err, size_t errlen)
+watchconf_load(struct watch_conf *c, const char *path, char *err, size_t errlen)
 {
 	struct buf b = { 0 }, logical = { 0 };
 	unsigned lineno = 0, start = 0;
@@ -343,72 +340,11 @@ gconf_load(struct gconf *c, const char *path, char *err, size_t errlen)
 }
 
 int
-gconf_validate(const struct gconf *c, char *err, size_t errlen)
+watchconf_validate(const struct watch_conf *c, char *err, size_t errlen)
 {
 	if ((c->nall || c->nany) && !c->has_ip) {
 		snprintf(err, errlen, "ports to check but no ip=");
 		return -1;
 	}
 	return 0;
-}
-
-static int
-ha_cmp(const void *a, const void *b)
-{
-	const struct ha_res *x = a, *y = b;
-	return x->vmid < y->vmid ? -1 : x->vmid > y->vmid;
-}
-
-int
-ha_resources_load(const char *path, struct ha_res **out, size_t *n, char *err, size_t errlen)
-{
-	struct buf b = { 0 };
-	struct ha_res *v = NULL, *cur = NULL;
-	size_t nv = 0;
-	char *save = NULL, *line;
-
-	*out = NULL;
-	*n = 0;
-	if (read_file(path, 4 * 1024 * 1024, &b) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	/* Sections of other resource types are simply not guests. */
-	for (line = strtok_r(b.data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char state[16];
-
-		if (line[0] != ' ' && line[0] != '\t') {
-			char type[8], id[16];
-			uint32_t vmid;
-			cur = NULL;
-			if (sscanf(line, "%7[a-z]: %15s", type, id) == 2 &&
-			    (strcmp(type, "vm") == 0 || strcmp(type, "ct") == 0) &&
-			    parse_vmid(id, &vmid) == 0) {
-				v = xreallocarray(v, nv + 1, sizeof *v);
-				cur = &v[nv++];
-				cur->vmid = vmid;
-				cur->type = type[0] == 'v' ? GUEST_QEMU : GUEST_LXC;
-				snprintf(cur->state, sizeof cur->state, "started");
-			}
-		} else if (cur && sscanf(line, " state %15s", state) == 1) {
-			snprintf(cur->state, sizeof cur->state, "%s",
-			         strcmp(state, "enabled") == 0 ? "started" : state);
-		}
-	}
-	buf_free(&b);
-	if (nv)
-		qsort(v, nv, sizeof *v, ha_cmp);
-	*out = v;
-	*n = nv;
-	return 0;
-}
-
-const struct ha_res *
-ha_find(const struct ha_res *v, size_t n, uint32_t vmid)
-{
-	struct ha_res key = { .vmid = vmid };
-
-	return n ? bsearch(&key, v, n, sizeof *v, ha_cmp) : NULL;
 }
