@@ -48,6 +48,41 @@ pvekit_processes() { ct pgrep -a -f '^(/usr/bin/)?(pve-watch-conf|run-hooks|tcpc
 	run -0 ct systemctl stop pvekit-watch.service
 }
 
+# newer DEB: the package as version 0.1.0+systest (its control file
+# changed, nothing else), for an upgrade from the version installed
+newer_deb() {
+	local d=$BATS_FILE_TMPDIR/newer
+	rm -rf "$d"
+	mkdir -p "$d"
+	dpkg-deb -R "$SYSTEM_DEB" "$d/root"
+	sed -i 's/^Version: .*/&+systest/' "$d/root/DEBIAN/control"
+	dpkg-deb -b -Zgzip "$d/root" "$d/pvekit.deb" >/dev/null
+	ct_put /root/pvekit-newer.deb <"$d/pvekit.deb"
+}
+
+@test "upgrade to a newer version: the watchers that ran run the new programs, the stopped ones stay stopped" {
+	newer_deb
+	ct mkdir -p /etc/pve/pvekit/tcpcheck
+	run -0 ct systemctl start pvekit-watch.service pvekit-tcpcheck.service
+	old_watch=$(ct systemctl show -P MainPID pvekit-watch.service)
+	old_tcp=$(ct systemctl show -P MainPID pvekit-tcpcheck.service)
+	run -0 apt_get install --no-install-recommends /root/pvekit-newer.deb
+	run -0 ct dpkg-query -W -f '${Version}' pvekit
+	assert_output --regexp '[+]systest$'
+	for u in pvekit-watch.service pvekit-tcpcheck.service; do
+		run -0 ct systemctl is-active "$u"
+	done
+	new_watch=$(ct systemctl show -P MainPID pvekit-watch.service)
+	new_tcp=$(ct systemctl show -P MainPID pvekit-tcpcheck.service)
+	[ "$new_watch" != "$old_watch" ]
+	[ "$new_tcp" != "$old_tcp" ]
+	run ct systemctl is-active pvekit-qga-ping.service
+	assert_output inactive
+	run ct systemctl is-enabled pvekit-watch.service
+	assert_output disabled
+	run -0 ct systemctl stop pvekit-watch.service pvekit-tcpcheck.service
+}
+
 @test "apt remove: every unit stopped, no process left; the admin's hooks and the state kept" {
 	ct_put /etc/pvekit/up.d/10-mine 0755 <<-'EOF'
 		#!/bin/sh
