@@ -149,7 +149,11 @@ qm start 101"
 	guest 101 ip=127.0.0.1 "portsall=$port" fail_threshold=1.5
 	start_watch
 	seen "^101 failing 127\.0\.0\.1:$port closed$"
+	# the watcher waits while the listener starts (slow under load): the
+	# port is open before it looks again, however long that took
+	kill -STOP "$WATCH_PID"
 	open_port "$port"
+	kill -CONT "$WATCH_PID"
 	seen '^101 healthy recovered after [0-9.]+s$'
 	run calls
 	assert_output ""
@@ -571,6 +575,14 @@ pct start 110"
 	assert_output "101 qemu failed 127.0.0.1 vm101"
 	run calls
 	assert_output ""
+}
+
+@test "an action's output is logged whole: a NUL byte shows as ? like any control byte" {
+	ports --closed 1
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" 'action=printf "abc\0SECRET\001ghi\n"'
+	start_watch
+	seen '^101 grace action exited 0$'
+	grep -qx "tcpcheck: guest 101: abc?SECRET?ghi" "$T/err" || { cat "$T/err" >&2; false; }
 }
 
 @test "--systemd-run runs each command in a transient unit, with the environment" {
