@@ -62,6 +62,30 @@ static const char usage_text[] =
     "                [--exec CMD] [--exec-timeout S] [--systemd-run] [--timesync-gap S]\n"
     "                [--json] [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
 
+static const char help_text[] =
+    "One-shot: asks every guest's agent at once (guest-sync-delimited, guest-ping) and\n"
+    "prints TARGET ok MS or TARGET fail REASON; exit 0 all answered, 1 some did not, 2\n"
+    "timeout. --watch: the agent heartbeat of every agent-enabled guest of this node.\n\n"
+    "  -t, --timeout MS       deadline of one exchange (default 1000)\n"
+    "      --qga-dir DIR      agent sockets and pid files (default /var/run/qemu-server)\n"
+    "      --all              every agent-enabled running guest of this node\n"
+    "      --pve-dir DIR      the pmxcfs root (default /etc/pve)\n"
+    "      --node NAME        this node's name (default: uname -n up to the first dot)\n"
+    "      --json             NDJSON instead of text lines\n"
+    "  -q, --quiet            one-shot: no detail lines on stderr\n"
+    "  -v, --verbose          watch: log every miss, and why it does not count\n"
+    "  -w, --watch            watch the node's guests until stopped\n"
+    "  -i, --interval SECS    ping each guest, and rescan the node, this often (default 2)\n"
+    "      --threshold N      consecutive misses that make a failure (default 3)\n"
+    "      --grace SECS       misses after a start or a migration do not count (default 60)\n"
+    "      --exec CMD         run CMD (/bin/sh -c) when a guest fails and when it recovers\n"
+    "      --exec-timeout S   stop a command that runs longer (default 60)\n"
+    "      --systemd-run      run --exec commands as transient units of PID 1\n"
+    "      --timesync-gap S   qga-timesync after an agent was silent this long (default 10;\n"
+    "                         0: never)\n"
+    "  -h, --help             this help\n"
+    "  -V, --version          print the version\n";
+
 struct opts {
 	int all, json, quiet, watch;
 	double wait_s; /* --wait (wait.c) */
@@ -213,7 +237,7 @@ main(int argc, char *argv[])
 	char err[512];
 
 	log_init("qga-ping");
-	opt_usage(usage_text, NULL);
+	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 	if (!o.w.node)
 		o.w.node = local_node_name();

@@ -18,7 +18,13 @@ struct watch_opts {
 	int timeout_ms;
 	unsigned threshold;
 	int json;
-	int systemd_run; /* --exec as a transient unit of PID 1 (lib/sdrun) */
+	int systemd_run; /* --exec and --restart as transient units of PID 1 (lib/sdrun) */
+	/* --restart: restart a guest whose agent failed (lib/action) */
+	int restart;
+	unsigned max_restarts;   /* within restart_window_s */
+	double restart_window_s;
+	double restart_wait_s;    /* the shutdown's grace (qm shutdown --timeout) */
+	double restart_timeout_s; /* the whole restart */
 };
 
 /* Runs until SIGTERM or SIGINT; returns the exit status. */

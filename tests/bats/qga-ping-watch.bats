@@ -319,3 +319,41 @@ qemu_guest() {
 	touch -d "@$ahead" "$f"
 	wait_until 10 in_out "101 watch start"
 }
+
+# escape_cmd: an --exec command that leaves a grandchild in a session of its
+# own (its pid in $T/grand; "sleep $TAG", so pgrep finds it) and then hangs.
+escape_cmd() {
+	TAG="$((86400 + RANDOM)).47"
+	printf '#!/bin/sh\nsetsid sleep %s </dev/null >/dev/null 2>&1 &\necho $! >"%s"\nexec sleep 60\n' \
+		"$TAG" "$T/grand" >"$T/escape"
+	chmod +x "$T/escape"
+}
+
+@test "watch: an --exec command's setsid'd grandchild is killed with it at --exec-timeout" {
+	guest 101
+	escape_cmd
+	watch --exec "$T/escape" --exec-timeout 0.5
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 10 in_out "101 failed timeout"
+	wait_until 10 pgrep -f "slee[p] $TAG"
+	pgrep -f "slee[p] $TAG" >>"$T/.kill-pids" # should it outlive the test
+	wait_until 10 grep -q 'killed by signal 15 (timed out)' "$T/err"
+	wait_until 5 bash -c "! pgrep -f 'slee[p] $TAG'"
+}
+
+@test "watch: SIGTERM ends a running --exec command, its setsid'd grandchild included" {
+	guest 101
+	escape_cmd
+	watch --exec "$T/escape" --exec-timeout 60
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 10 in_out "101 failed timeout"
+	wait_until 10 pgrep -f "slee[p] $TAG"
+	pgrep -f "slee[p] $TAG" >>"$T/.kill-pids" # should it outlive the test
+	kill -TERM "$WATCH_PID"
+	rc=0
+	wait "$WATCH_PID" || rc=$?
+	[ "$rc" -eq 0 ]
+	wait_until 5 bash -c "! pgrep -f 'slee[p] $TAG'"
+}
