@@ -30,6 +30,11 @@ enum {
 	OPT_EXEC_TIMEOUT,
 	OPT_TIMESYNC_GAP,
 	OPT_SYSTEMD_RUN,
+	OPT_RESTART,
+	OPT_MAX_RESTARTS,
+	OPT_RESTART_WINDOW,
+	OPT_RESTART_WAIT,
+	OPT_RESTART_TIMEOUT,
 };
 
 static const struct option long_options[] = {
@@ -50,6 +55,11 @@ static const struct option long_options[] = {
 	{ "exec-timeout", required_argument, NULL, OPT_EXEC_TIMEOUT },
 	{ "timesync-gap", required_argument, NULL, OPT_TIMESYNC_GAP },
 	{ "systemd-run", no_argument, NULL, OPT_SYSTEMD_RUN },
+	{ "restart", no_argument, NULL, OPT_RESTART },
+	{ "max-restarts", required_argument, NULL, OPT_MAX_RESTARTS },
+	{ "restart-window", required_argument, NULL, OPT_RESTART_WINDOW },
+	{ "restart-wait", required_argument, NULL, OPT_RESTART_WAIT },
+	{ "restart-timeout", required_argument, NULL, OPT_RESTART_TIMEOUT },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
@@ -60,7 +70,9 @@ static const char usage_text[] =
     "       qga-ping [-qv] [-t MS] [--wait S] [--json] --all [--pve-dir DIR] [--node NAME]\n"
     "       qga-ping --watch [-v] [-i S] [-t MS] [--threshold N] [--grace S]\n"
     "                [--exec CMD] [--exec-timeout S] [--systemd-run] [--timesync-gap S]\n"
-    "                [--json] [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
+    "                [--restart [--max-restarts N] [--restart-window S] [--restart-wait S]\n"
+    "                [--restart-timeout S]] [--json] [--pve-dir DIR] [--node NAME]\n"
+    "                [--qga-dir DIR]\n";
 
 static const char help_text[] =
     "One-shot: asks every guest's agent at once (guest-sync-delimited, guest-ping) and\n"
@@ -69,6 +81,7 @@ static const char help_text[] =
     "  -t, --timeout MS       deadline of one exchange (default 1000)\n"
     "      --qga-dir DIR      agent sockets and pid files (default /var/run/qemu-server)\n"
     "      --all              every agent-enabled running guest of this node\n"
+    "      --wait SECS        ask silent agents again until all answer, at most this long\n"
     "      --pve-dir DIR      the pmxcfs root (default /etc/pve)\n"
     "      --node NAME        this node's name (default: uname -n up to the first dot)\n"
     "      --json             NDJSON instead of text lines\n"
@@ -80,9 +93,14 @@ static const char help_text[] =
     "      --grace SECS       misses after a start or a migration do not count (default 60)\n"
     "      --exec CMD         run CMD (/bin/sh -c) when a guest fails and when it recovers\n"
     "      --exec-timeout S   stop a command that runs longer (default 60)\n"
-    "      --systemd-run      run --exec commands as transient units of PID 1\n"
+    "      --systemd-run      run --exec commands and restarts as transient units of PID 1\n"
     "      --timesync-gap S   qga-timesync after an agent was silent this long (default 10;\n"
     "                         0: never)\n"
+    "      --restart          restart a guest whose agent failed (lock- and HA-aware)\n"
+    "      --max-restarts N   at most N restarts of a guest within --restart-window (default 3)\n"
+    "      --restart-window S the window of --max-restarts (default 3600)\n"
+    "      --restart-wait S   how long a shutdown may take before the hard stop (default 15)\n"
+    "      --restart-timeout S stop a restart that runs longer (default 2 * wait + 120)\n"
     "  -h, --help             this help\n"
     "  -V, --version          print the version\n";
 
@@ -95,7 +113,7 @@ struct opts {
 static void
 parse_args(int argc, char *argv[], struct opts *o)
 {
-	int c;
+	int c, restart_opts = 0;
 
 	while ((c = getopt_long(argc, argv, "t:qvwi:hV", long_options, NULL)) != -1) {
 		switch (c) {
@@ -151,6 +169,27 @@ parse_args(int argc, char *argv[], struct opts *o)
 		case OPT_SYSTEMD_RUN:
 			o->w.systemd_run = 1;
 			break;
+		case OPT_RESTART:
+			o->w.restart = 1;
+			break;
+		case OPT_MAX_RESTARTS:
+			o->w.max_restarts = (unsigned)opt_count("--max-restarts", optarg, 1, 10000);
+			restart_opts = 1;
+			break;
+		case OPT_RESTART_WINDOW:
+			o->w.restart_window_s =
+			    opt_seconds("--restart-window", optarg, 1, OPT_NO_MAX);
+			restart_opts = 1;
+			break;
+		case OPT_RESTART_WAIT:
+			o->w.restart_wait_s = opt_seconds("--restart-wait", optarg, 1, 3600);
+			restart_opts = 1;
+			break;
+		case OPT_RESTART_TIMEOUT:
+			o->w.restart_timeout_s =
+			    opt_seconds("--restart-timeout", optarg, 1, OPT_NO_MAX);
+			restart_opts = 1;
+			break;
 		case 'h':
 			opt_help();
 		case 'V':
@@ -165,6 +204,13 @@ parse_args(int argc, char *argv[], struct opts *o)
 		usage_error("--wait is for one-shot pings, not --watch");
 	if (o->w.systemd_run && !o->watch)
 		usage_error("--systemd-run needs --watch");
+	if (o->w.restart && !o->watch)
+		usage_error("--restart needs --watch");
+	if (restart_opts && !o->w.restart)
+		usage_error("--max-restarts, --restart-window, --restart-wait and "
+		            "--restart-timeout need --restart");
+	if (o->w.restart_timeout_s == 0)
+		o->w.restart_timeout_s = 2 * o->w.restart_wait_s + 120;
 }
 
 void
@@ -230,6 +276,9 @@ main(int argc, char *argv[])
 		              .timesync_gap_s = 10,
 		              .timeout_ms = 1000,
 		              .threshold = 3,
+		              .max_restarts = 3,
+		              .restart_window_s = 3600,
+		              .restart_wait_s = 15,
 		          } };
 	struct qga_target *targets;
 	size_t n;

@@ -47,3 +47,20 @@ guest() {
 	run -64 qga-ping --systemd-run 101
 	assert_line -n 0 "qga-ping: --systemd-run needs --watch"
 }
+
+@test "--restart --systemd-run: each qm command of a restart runs as a transient unit" {
+	export PVEKIT_FAKE_RUN=$RUN PVEKIT_FAKE_PIDS=$T/.bg-pids PVEKIT_FAKE_SHUTDOWN=ok
+	guest 101
+	start_bg qga-ping --watch -v --pve-dir "$PVE" --node pve1 --qga-dir "$RUN" \
+		--interval 0.2 --timeout 150 --threshold 3 --grace 0 --systemd-run \
+		--restart --restart-wait 1 --restart-timeout 30 >"$T/out" 2>"$T/err"
+	wait_until 10 grep -qx "101 watch running" "$T/out"
+	kill -STOP "$QGA_PID"
+	wait_until 20 grep -qx "101 restart ok" "$T/out"
+	run grep '^systemd-run' "$T/calls"
+	assert_line -n 0 --regexp "^systemd-run .* --unit=pvekit-action-101-[0-9]+-1[.]service --description=pvekit qga-ping action for guest 101 .* -- qm shutdown 101 --timeout 1\$"
+	assert_line -n 1 --regexp "^systemd-run .* --unit=pvekit-action-101-[0-9]+-2[.]service .* -- qm start 101\$"
+	run grep -v '^systemd-run' "$T/calls"
+	assert_output "qm shutdown 101 --timeout 1
+qm start 101"
+}

@@ -337,7 +337,7 @@ escape_cmd() {
 	kill -STOP "$QGA_PID"
 	wait_until 10 in_out "101 failed timeout"
 	wait_until 10 pgrep -f "slee[p] $TAG"
-	pgrep -f "slee[p] $TAG" >>"$T/.kill-pids" # should it outlive the test
+	pgrep -f "slee[p] $TAG" >>"$T/.kill-pids" || true # should it outlive the test
 	wait_until 10 grep -q 'killed by signal 15 (timed out)' "$T/err"
 	wait_until 5 bash -c "! pgrep -f 'slee[p] $TAG'"
 }
@@ -350,10 +350,99 @@ escape_cmd() {
 	kill -STOP "$QGA_PID"
 	wait_until 10 in_out "101 failed timeout"
 	wait_until 10 pgrep -f "slee[p] $TAG"
-	pgrep -f "slee[p] $TAG" >>"$T/.kill-pids" # should it outlive the test
+	pgrep -f "slee[p] $TAG" >>"$T/.kill-pids" || true # should it outlive the test
 	kill -TERM "$WATCH_PID"
 	rc=0
 	wait "$WATCH_PID" || rc=$?
 	[ "$rc" -eq 0 ]
 	wait_until 5 bash -c "! pgrep -f 'slee[p] $TAG'"
+}
+
+# restart_setup: the qm/pct/ha-manager stand-ins (tests/fakes/pve-bin), their
+# calls in $T/calls; "qm start" starts a new QEMU stand-in and, through
+# $T/on-start, a new real agent on RUN/VMID.qga in place of the stopped one.
+restart_setup() {
+	export PATH="$FAKES/pve-bin:$PATH"
+	export PVEKIT_FAKE_LOG=$T/calls PVEKIT_FAKE_RUN=$RUN PVEKIT_FAKE_PIDS=$T/.bg-pids
+	export PVEKIT_FAKE_LXC=$T/lxc PVEKIT_FAKE_SHUTDOWN=ok
+	export PVEKIT_FAKE_ON_START=$T/on-start RUN T
+	: >"$T/calls"
+	cat >"$T/on-start" <<-'EOS'
+	#!/bin/bash
+	sock=$RUN/$1.qga dir=$RUN/.qga-$1.qga
+	rm -f "$sock"
+	setsid qemu-ga -m unix-listen -p "$sock" -t "$dir" -b guest-set-time </dev/null >/dev/null 2>&1 &
+	echo $! >>"$T/.bg-pids"
+	echo $! >"$T/agent-$1"
+	EOS
+	chmod +x "$T/on-start"
+}
+
+@test "watch --restart: a guest whose agent stays silent is restarted once through qm; its new agent answers" {
+	restart_setup
+	guest 101
+	guest 102
+	pid=$(cat "$RUN/101.pid")
+	watch --restart --restart-wait 1
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID" # 102's agent: 101's answers on
+	wait_until 10 in_out "102 failed timeout"
+	wait_until 10 in_out "102 restart start"
+	wait_until 20 in_out "102 restart ok"
+	run cat "$T/calls"
+	assert_output "qm shutdown 102 --timeout 1
+qm start 102"
+	grep -q "102: guest agent failed: restarting the guest: qm shutdown 102 --timeout 1, qm stop if still running, qm start" "$T/err"
+	# the new QEMU and its new agent: watched again, no second restart
+	wait_until 10 in_out "102 watch start"
+	sleep 1
+	[ "$(count '^102 restart start' "$T/out")" -eq 1 ]
+	[ "$(cat "$RUN/101.pid")" = "$pid" ]
+	refute grep -q '^101 ' <(grep -v '^101 watch running' "$T/out")
+	# --exec still runs beside it
+	grep -q "^qga-failed 102 " "$HOOK_LOG"
+}
+
+@test "watch --restart: HA-managed guests restart through ha-manager; another HA state holds" {
+	restart_setup
+	guest 101
+	a=$QGA_PID
+	guest 102
+	b=$QGA_PID
+	mkdir -p "$PVE/ha"
+	printf 'vm: 101\n\tstate started\n\nvm: 102\n\tstate stopped\n' >"$PVE/ha/resources.cfg"
+	watch --restart --restart-wait 1 --json
+	wait_until 10 grep -q '"vmid":102,"event":"watch"' "$T/out"
+	kill -STOP "$a" "$b"
+	wait_until 20 grep -q '"vmid":101,"event":"restart","result":"ok"' "$T/out"
+	wait_until 10 grep -q '"vmid":102,"event":"restart","result":"held","detail":"HA requests state stopped"' "$T/out"
+	run cat "$T/calls"
+	assert_output "ha-manager crm-command stop vm:101 1
+ha-manager set vm:101 --state started"
+}
+
+@test "watch --restart --max-restarts 1: the second failure within the window is held, not restarted" {
+	restart_setup
+	guest 101
+	watch --restart --restart-wait 1 --max-restarts 1 --restart-window 3600
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 20 in_out "101 restart ok"
+	wait_until 10 test -s "$T/agent-101"
+	wait_until 10 in_out "101 watch start"
+	agent_up "$RUN/101.qga"
+	kill -STOP "$(cat "$T/agent-101")"
+	wait_until 10 bash -c "grep -c '^101 failed timeout' '$T/out' | grep -qx 2"
+	wait_until 10 in_out "101 restart held"
+	grep -q "101: guest agent failed; not restarting it: 1 restarts within 3600 s (--max-restarts 1)" "$T/err"
+	[ "$(count '^qm start' "$T/calls")" -eq 1 ]
+}
+
+@test "--restart and its options need --watch and --restart" {
+	run -64 qga-ping --restart 101
+	assert_output --partial "qga-ping: --restart needs --watch"
+	run -64 qga-ping --watch --max-restarts 2
+	assert_output --partial "need --restart"
+	run -64 qga-ping --watch --restart --max-restarts 0
+	assert_output --partial "--max-restarts 0"
 }
