@@ -39,7 +39,8 @@ api_send(struct ctx *c, const struct api_req *r)
 	c->hint_ms = 0;
 	c->msg[0] = '\0';
 	if (left <= 0)
-		return api_fail(c, OUT_TIMEOUT, r, "no time left (timeout %.3g s)", cfg->timeout);
+		return api_fail(c, OUTCOME_TIMEOUT, r, "no time left (timeout %.3g s)",
+		                cfg->timeout);
 
 	url = xasprintf("%s%s", cfg->api_url, r->path);
 	headers[nh++] = "Accept: application/json";
@@ -76,19 +77,19 @@ api_send(struct ctx *c, const struct api_req *r)
 
 	switch (rc) {
 	case HTTP_OK:
-		return OUT_OK;
+		return OUTCOME_OK;
 	case HTTP_TIMEOUT:
-		return api_fail(c, OUT_TIMEOUT, r, "no answer within the timeout (%.3g s)",
+		return api_fail(c, OUTCOME_TIMEOUT, r, "no answer within the timeout (%.3g s)",
 		                cfg->timeout);
 	case HTTP_NETWORK:
-		return api_fail(c, OUT_TRANSIENT, r, "%s", c->resp.error);
+		return api_fail(c, OUTCOME_TRANSIENT, r, "%s", c->resp.error);
 	case HTTP_TLS:
-		return api_fail(c, OUT_UNAVAIL, r, "TLS: %s", c->resp.error);
+		return api_fail(c, OUTCOME_UNAVAIL, r, "TLS: %s", c->resp.error);
 	case HTTP_TOOBIG:
-		return api_fail(c, OUT_BADREPLY, r, "%s", c->resp.error);
+		return api_fail(c, OUTCOME_BADREPLY, r, "%s", c->resp.error);
 	case HTTP_FAILED:
 	default:
-		return api_fail(c, OUT_UNAVAIL, r, "%s", c->resp.error);
+		return api_fail(c, OUTCOME_UNAVAIL, r, "%s", c->resp.error);
 	}
 }
 
@@ -177,14 +178,14 @@ api_status(struct ctx *c, const struct api_req *r, const char *detail)
 		snprintf(text, sizeof text, "%s", reason_phrase(st));
 
 	if (st == 401 || st == 403)
-		o = OUT_AUTH;
+		o = OUTCOME_AUTH;
 	else if (http_is_transient(HTTP_OK, st))
-		o = OUT_TRANSIENT;
+		o = OUTCOME_TRANSIENT;
 	else
-		o = OUT_REFUSED;
-	if (o == OUT_TRANSIENT)
+		o = OUTCOME_REFUSED;
+	if (o == OUTCOME_TRANSIENT)
 		c->hint_ms = http_retry_after_ms(&c->resp);
-	if (o == OUT_TRANSIENT && c->hint_ms >= 0)
+	if (o == OUTCOME_TRANSIENT && c->hint_ms >= 0)
 		return api_fail(c, o, r, "%ld %s (retry after %.3g s)", st, text,
 		                c->hint_ms / 1000.0);
 	if (c->hint_ms < 0)
@@ -213,8 +214,9 @@ api_json(struct ctx *c, const struct api_req *r)
 	j = json_loadb(c->resp.body.data ? c->resp.body.data : "", c->resp.body.len,
 	               JSON_DECODE_ANY, &e);
 	if (!j)
-		api_fail(c, OUT_BADREPLY, r, "invalid JSON reply (%ld, %zu bytes): %s at byte %d",
-		         c->resp.status, c->resp.body.len, e.text, e.position);
+		api_fail(c, OUTCOME_BADREPLY, r,
+		         "invalid JSON reply (%ld, %zu bytes): %s at byte %d", c->resp.status,
+		         c->resp.body.len, e.text, e.position);
 	return j;
 }
 
@@ -222,12 +224,12 @@ enum outcome
 api_want_array(struct ctx *c, const struct api_req *r, json_t **reply)
 {
 	if (!*reply)
-		return OUT_BADREPLY;
+		return OUTCOME_BADREPLY;
 	if (json_is_array(*reply))
-		return OUT_OK;
+		return OUTCOME_OK;
 	json_decref(*reply);
 	*reply = NULL;
-	return api_fail(c, OUT_BADREPLY, r, "reply is not a JSON array");
+	return api_fail(c, OUTCOME_BADREPLY, r, "reply is not a JSON array");
 }
 
 enum outcome
@@ -239,12 +241,12 @@ api_lookup_each(struct ctx *c, struct fip **ips, size_t n, lookup_one_fn one)
 		if (ips[i]->state != ST_PENDING)
 			continue;
 		o = one(c, ips[i]);
-		if (o == OUT_UNKNOWN)
+		if (o == OUTCOME_UNKNOWN)
 			fip_set_unknown(ips[i]);
-		else if (o != OUT_OK)
+		else if (o != OUTCOME_OK)
 			return o;
 	}
-	return OUT_OK;
+	return OUTCOME_OK;
 }
 
 enum outcome
@@ -252,10 +254,10 @@ api_move_each(struct ctx *c, struct fip **ips, size_t n, const char *dest, move_
 {
 	for (size_t i = 0; i < n; i++) {
 		enum outcome o = one(c, ips[i], dest);
-		if (o != OUT_OK)
+		if (o != OUTCOME_OK)
 			return o;
 	}
-	return OUT_OK;
+	return OUTCOME_OK;
 }
 
 void
@@ -269,7 +271,7 @@ void
 fip_set_unknown(struct fip *ip)
 {
 	ip->state = ST_FAILED;
-	ip->fail = OUT_UNKNOWN;
+	ip->fail = OUTCOME_UNKNOWN;
 }
 
 void

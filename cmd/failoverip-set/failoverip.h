@@ -31,15 +31,15 @@ struct config {
 
 /* How one IP (or one request) ended. Each maps to an exit status. */
 enum outcome {
-	OUT_OK = 0,
-	OUT_REFUSED,   /* the API said no (1) */
-	OUT_AUTH,      /* credentials refused (1); the run stops at once */
-	OUT_UNKNOWN,   /* not a failover IP of this account (1, or skipped) */
-	OUT_BADREPLY,  /* an answer that does not parse (65) */
-	OUT_UNAVAIL,   /* TLS verification failed, unusable URL (69) */
-	OUT_TIMEOUT,   /* the deadline passed (2) */
-	OUT_TRANSIENT, /* 5xx, 429, network, locked: retried, then 75 */
-	OUT_CONFIG,    /* the configuration cannot serve this IP (78) */
+	OUTCOME_OK = 0,
+	OUTCOME_REFUSED,   /* the API said no (1) */
+	OUTCOME_AUTH,      /* credentials refused (1); the run stops at once */
+	OUTCOME_UNKNOWN,   /* not a failover IP of this account (1, or skipped) */
+	OUTCOME_BADREPLY,  /* an answer that does not parse (65) */
+	OUTCOME_UNAVAIL,   /* TLS verification failed, unusable URL (69) */
+	OUTCOME_TIMEOUT,   /* the deadline passed (2) */
+	OUTCOME_TRANSIENT, /* 5xx, 429, network, locked: retried, then 75 */
+	OUTCOME_CONFIG,    /* the configuration cannot serve this IP (78) */
 };
 
 enum fip_state {
@@ -95,7 +95,7 @@ struct provider {
 	int (*check)(const struct config *cfg, char *err, size_t errlen);
 	int (*valid_dest)(const char *dest);
 	int (*same_dest)(const char *a, const char *b);
-	/* Fills current for every PENDING ip, or marks one ST_FAILED (OUT_UNKNOWN). */
+	/* Fills current for every PENDING ip, or marks one ST_FAILED (OUTCOME_UNKNOWN). */
 	enum outcome (*lookup)(struct ctx *c, struct fip **ips, size_t n);
 	/* Moves ips (all PENDING, all elsewhere) to dest and marks them. */
 	enum outcome (*move)(struct ctx *c, struct fip **ips, size_t n, const char *dest);
@@ -121,8 +121,8 @@ struct api_req {
 
 enum outcome api_send(struct ctx *c, const struct api_req *r);
 /* Maps a non-2xx status to an outcome, with the peer's message in c->msg:
- * 401/403 OUT_AUTH, 429/5xx OUT_TRANSIENT (Retry-After as hint), others
- * OUT_REFUSED. */
+ * 401/403 OUTCOME_AUTH, 429/5xx OUTCOME_TRANSIENT (Retry-After as hint), others
+ * OUTCOME_REFUSED. */
 enum outcome api_status(struct ctx *c, const struct api_req *r, const char *detail);
 /* Parses the reply body; NULL with c->msg set when it is not JSON. */
 json_t *api_json(struct ctx *c, const struct api_req *r);
@@ -141,11 +141,11 @@ int api_2xx(const struct ctx *c);
  * whose body may be anything (c->msg is left alone). */
 json_t *api_body(const struct ctx *c);
 /* Checks that *reply (from api_json; NULL when that failed) is an array;
- * otherwise frees it, sets it to NULL and returns OUT_BADREPLY. */
+ * otherwise frees it, sets it to NULL and returns OUTCOME_BADREPLY. */
 enum outcome api_want_array(struct ctx *c, const struct api_req *r, json_t **reply);
 
 /* For the providers that read and move one IP per request (Hetzner, OVH):
- * lookup_one for every PENDING ip, where OUT_UNKNOWN marks that ip unknown
+ * lookup_one for every PENDING ip, where OUTCOME_UNKNOWN marks that ip unknown
  * and goes on; move_one for every ip. Both stop at the first failure. */
 typedef enum outcome (*lookup_one_fn)(struct ctx *c, struct fip *ip);
 typedef enum outcome (*move_one_fn)(struct ctx *c, struct fip *ip, const char *dest);
@@ -171,5 +171,9 @@ void list_line(struct buf *out, const struct provider *p, const char *ip, const 
 /* Waits ms milliseconds, but not past the deadline; -1 when the deadline
  * came first. */
 int wait_within(struct ctx *c, int64_t ms);
+
+/* driver.c: one run, a batch at a time, with retries; the exit status. */
+int route_ips(struct ctx *c, struct fip **ips, size_t n, int dry_run, int skip_unknown);
+int list_ips(struct ctx *c, struct fip **ips, size_t n, int skip_unknown);
 
 #endif

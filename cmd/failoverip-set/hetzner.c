@@ -90,16 +90,16 @@ failure(struct ctx *c, const struct api_req *r, const json_t *reply)
 		                 ? (int64_t)interval * 1000
 		                 : RATE_LIMIT_PACE_MS;
 		if (max > 0 && interval > 0)
-			return api_fail(c, OUT_TRANSIENT, r,
+			return api_fail(c, OUTCOME_TRANSIENT, r,
 			                "%ld RATE_LIMIT_EXCEEDED: over Robot's limit of %lld "
 			                "request%s in %lld s",
 			                c->resp.status, (long long)max, max == 1 ? "" : "s",
 			                (long long)interval);
-		return api_fail(c, OUT_TRANSIENT, r, "%ld RATE_LIMIT_EXCEEDED", c->resp.status);
+		return api_fail(c, OUTCOME_TRANSIENT, r, "%ld RATE_LIMIT_EXCEEDED", c->resp.status);
 	}
 	if (code && strcmp(code, "FAILOVER_LOCKED") == 0)
-		return api_fail(c, OUT_TRANSIENT, r, "%ld FAILOVER_LOCKED (a switch is running)",
-		                c->resp.status);
+		return api_fail(c, OUTCOME_TRANSIENT, r,
+		                "%ld FAILOVER_LOCKED (a switch is running)", c->resp.status);
 	return api_status(c, r, NULL);
 }
 
@@ -114,9 +114,9 @@ fetch_listing(struct ctx *c, json_t **out)
 
 	*out = c->listing;
 	if (c->listing)
-		return OUT_OK;
+		return OUTCOME_OK;
 	o = api_send(c, &r);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	if (!api_2xx(c)) {
 		const json_t *err;
@@ -208,7 +208,7 @@ lookup(struct ctx *c, struct fip **ips, size_t n)
 	json_t *listing;
 
 	o = fetch_listing(c, &listing);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	for (size_t i = 0; i < n; i++) {
 		struct entry e;
@@ -222,7 +222,7 @@ lookup(struct ctx *c, struct fip **ips, size_t n)
 		fip_set_block(ips[i], e.key, e.len, "net");
 		fip_set_current(ips[i], e.active);
 	}
-	return OUT_OK;
+	return OUTCOME_OK;
 }
 
 /* Keeps the listing of this run true after a switch. */
@@ -254,7 +254,7 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 
 	ip->move_sent = 1;
 	o = api_send(c, &r);
-	if (o != OUT_OK) {
+	if (o != OUTCOME_OK) {
 		drop_listing(c);
 	} else {
 		const json_t *err;
@@ -300,7 +300,7 @@ list(struct ctx *c, struct buf *out)
 	json_t *listing;
 
 	o = fetch_listing(c, &listing);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	for (size_t k = 0; k < json_array_size(listing); k++) {
 		char text[IPADDR_STRLEN + 8];
@@ -314,7 +314,7 @@ list(struct ctx *c, struct buf *out)
 			snprintf(text, sizeof text, "%s/%u", e.key, e.len);
 		list_line(out, &provider_hetzner, text, e.active);
 	}
-	return OUT_OK;
+	return OUTCOME_OK;
 }
 
 const struct provider provider_hetzner = {

@@ -55,7 +55,7 @@ fetch_list(struct ctx *c, struct auth *a, json_t **list)
 
 	*list = NULL;
 	o = api_send(c, &r);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	if (!api_2xx(c))
 		return api_status(c, &r, NULL);
@@ -82,7 +82,7 @@ lookup(struct ctx *c, struct fip **ips, size_t n)
 	auth_init(c, &a);
 	o = fetch_list(c, &a, &entries);
 	auth_free(&a);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	for (i = 0; i < n; i++) {
 		int found = 0;
@@ -103,7 +103,7 @@ lookup(struct ctx *c, struct fip **ips, size_t n)
 			fip_set_unknown(ips[i]);
 	}
 	json_decref(entries);
-	return OUT_OK;
+	return OUTCOME_OK;
 }
 
 static int
@@ -131,14 +131,14 @@ edit_answer(struct ctx *c, const struct api_req *r)
 	while (len > 0 && (body[len - 1] == '\n' || body[len - 1] == '\r' || body[len - 1] == ' '))
 		len--;
 	if (len == 4 && memcmp(body, "true", 4) == 0)
-		return OUT_OK;
+		return OUTCOME_OK;
 	if (len == 5 && memcmp(body, "false", 5) == 0)
-		return api_fail(c, OUT_REFUSED, r, "%ld false: the edit was refused",
+		return api_fail(c, OUTCOME_REFUSED, r, "%ld false: the edit was refused",
 		                c->resp.status);
 	snprintf(raw, sizeof raw, "%.*s%s", (int)(len < 60 ? len : 60), body,
 	         len > 60 ? "..." : "");
 	http_redact(raw, shown, sizeof shown);
-	return api_fail(c, OUT_BADREPLY, r,
+	return api_fail(c, OUTCOME_BADREPLY, r,
 	                "%ld with the body '%s', not true: whether the IPs moved is unknown "
 	                "(check with --list)",
 	                c->resp.status, shown);
@@ -172,10 +172,10 @@ move(struct ctx *c, struct fip **ips, size_t n, const char *dest)
 		ips[i]->move_sent = 1;
 	o = api_send(c, &r);
 	auth_free(&a);
-	if (o == OUT_OK) {
+	if (o == OUTCOME_OK) {
 		if (api_2xx(c)) {
 			o = edit_answer(c, &r);
-			for (size_t i = 0; o == OUT_OK && i < n; i++)
+			for (size_t i = 0; o == OUTCOME_OK && i < n; i++)
 				ips[i]->state = ST_ROUTED;
 		} else if (c->resp.status == 409 && already_provisioned(c)) {
 			for (size_t i = 0; i < n; i++)
@@ -199,7 +199,7 @@ list(struct ctx *c, struct buf *out)
 	auth_init(c, &a);
 	o = fetch_list(c, &a, &l);
 	auth_free(&a);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	for (k = 0; k < json_array_size(l); k++) {
 		const json_t *e = json_array_get(l, k);
@@ -210,7 +210,7 @@ list(struct ctx *c, struct buf *out)
 		list_line(out, &provider_online, src, dst);
 	}
 	json_decref(l);
-	return OUT_OK;
+	return OUTCOME_OK;
 }
 
 const struct provider provider_online = {

@@ -82,19 +82,19 @@ clock_delta(struct ctx *c)
 	json_t *j;
 
 	if (c->have_delta)
-		return OUT_OK;
+		return OUTCOME_OK;
 	o = api_send(c, &r);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	if (!api_2xx(c))
 		return api_status(c, &r, NULL);
 	now = (long long)time(NULL);
 	j = api_json(c, &r);
 	if (!j)
-		return OUT_BADREPLY;
+		return OUTCOME_BADREPLY;
 	if (!json_is_integer(j)) {
 		json_decref(j);
-		return api_fail(c, OUT_BADREPLY, &r, "reply is not an integer");
+		return api_fail(c, OUTCOME_BADREPLY, &r, "reply is not an integer");
 	}
 	server = (long long)json_integer_value(j);
 	json_decref(j);
@@ -102,7 +102,7 @@ clock_delta(struct ctx *c)
 	c->have_delta = 1;
 	if (c->delta > 30 || c->delta < -30)
 		log_debug("%s: server clock is %+lld s off ours", c->cfg->peer, c->delta);
-	return OUT_OK;
+	return OUTCOME_OK;
 }
 
 /* One signed request; a non-2xx answer is mapped to an outcome. Any 400
@@ -115,14 +115,14 @@ signed_call(struct ctx *c, struct api_req *r, json_t **reply)
 
 	*reply = NULL;
 	o = clock_delta(c);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	auth_init(c, &a, r);
 	r->auth_headers = a.headers;
 	o = api_send(c, r);
 	auth_free(&a);
 	r->auth_headers = NULL;
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	if (!api_2xx(c)) {
 		json_t *j = api_body(c);
@@ -130,12 +130,12 @@ signed_call(struct ctx *c, struct api_req *r, json_t **reply)
 
 		o = api_status(c, r, NULL);
 		if (c->resp.status == 400 && code && strcmp(code, "INVALID_SIGNATURE") == 0)
-			o = OUT_AUTH;
+			o = OUTCOME_AUTH;
 		json_decref(j);
 		return o;
 	}
 	*reply = api_json(c, r);
-	return *reply ? OUT_OK : OUT_BADREPLY;
+	return *reply ? OUTCOME_OK : OUTCOME_BADREPLY;
 }
 
 /* "/ip/" and the block, "/" encoded as %2F. */
@@ -152,7 +152,7 @@ block_path(const struct fip *ip)
 /* The failover block that holds ip: GET /ip?ip=IP&type=failover lists the
  * blocks that contain or equal it, and GET /ip/{block} knows only the exact
  * block (an address of a /29 is not /ip/ADDR%2F32). The narrowest of them;
- * OUT_UNKNOWN when none. */
+ * OUTCOME_UNKNOWN when none. */
 static enum outcome
 resolve_block(struct ctx *c, struct fip *ip)
 {
@@ -165,9 +165,9 @@ resolve_block(struct ctx *c, struct fip *ip)
 	json_t *blocks;
 
 	o = signed_call(c, &r, &blocks);
-	if (o == OUT_OK)
+	if (o == OUTCOME_OK)
 		o = api_want_array(c, &r, &blocks);
-	if (o == OUT_OK && ipaddr_parse_net(ip->text, &a, &alen) == 0) {
+	if (o == OUTCOME_OK && ipaddr_parse_net(ip->text, &a, &alen) == 0) {
 		const char *best = NULL;
 		unsigned best_len = 0;
 
@@ -188,7 +188,7 @@ resolve_block(struct ctx *c, struct fip *ip)
 			fip_set_block(ip, key, best_len, "block");
 			free(key);
 		} else {
-			o = OUT_UNKNOWN;
+			o = OUTCOME_UNKNOWN;
 		}
 	}
 	json_decref(blocks);
@@ -207,18 +207,18 @@ lookup_one(struct ctx *c, struct fip *ip)
 	json_t *j;
 	char *path;
 
-	if (!ip->block && (o = resolve_block(c, ip)) != OUT_OK)
+	if (!ip->block && (o = resolve_block(c, ip)) != OUTCOME_OK)
 		return o;
 	path = block_path(ip);
 	r.path = path;
 	o = signed_call(c, &r, &j);
-	if (o == OUT_REFUSED && c->resp.status == 404) {
-		o = OUT_UNKNOWN;
-	} else if (o == OUT_OK) {
+	if (o == OUTCOME_REFUSED && c->resp.status == 404) {
+		o = OUTCOME_UNKNOWN;
+	} else if (o == OUTCOME_OK) {
 		to = json_object_get(j, "routedTo");
 		if (!json_is_object(j) ||
 		    (!json_is_null(to) && to && json_string_or_null(to, "serviceName", &svc) < 0))
-			o = api_fail(c, OUT_BADREPLY, &r, "no routedTo.serviceName");
+			o = api_fail(c, OUTCOME_BADREPLY, &r, "no routedTo.serviceName");
 		else
 			fip_set_current(ip, svc);
 	}
@@ -271,14 +271,14 @@ poll_task(struct ctx *c, struct fip *ip, const char *dest)
 		const char *status, *to;
 
 		o = signed_call(c, &r, &j);
-		if (o != OUT_OK)
+		if (o != OUTCOME_OK)
 			break;
 		status = json_string_value(json_object_get(j, "status"));
 		to = task_destination(j);
 		if (!status) {
-			o = api_fail(c, OUT_BADREPLY, &r, "task without a status");
+			o = api_fail(c, OUTCOME_BADREPLY, &r, "task without a status");
 		} else if (to && !same_service(to, dest) && task_over(status)) {
-			o = api_fail(c, OUT_TRANSIENT, &r,
+			o = api_fail(c, OUTCOME_TRANSIENT, &r,
 			             "task %lld (a move of %s to %s) ended %s: moving it here",
 			             ip->task_id, ip->block, to, status);
 			ip->task_id = 0;
@@ -288,15 +288,16 @@ poll_task(struct ctx *c, struct fip *ip, const char *dest)
 		} else if (strcmp(status, "cancelled") == 0 ||
 		           strcmp(status, "customerError") == 0) {
 			const char *comment = json_string_value(json_object_get(j, "comment"));
-			o = api_fail(c, OUT_REFUSED, &r, "task %lld ended %s%s%s", ip->task_id,
+			o = api_fail(c, OUTCOME_REFUSED, &r, "task %lld ended %s%s%s", ip->task_id,
 			             status, comment ? ": " : "", comment ? comment : "");
 			ip->task_id = 0;
 		} else if (strcmp(status, "ovhError") == 0) {
 			/* OVH's own failure: try the move again. */
-			o = api_fail(c, OUT_TRANSIENT, &r, "task %lld ended ovhError", ip->task_id);
+			o = api_fail(c, OUTCOME_TRANSIENT, &r, "task %lld ended ovhError",
+			             ip->task_id);
 			ip->task_id = 0;
 		} else if (wait_within(c, interval) < 0) {
-			o = api_fail(c, OUT_TIMEOUT, &r, "task %lld still %s after %.3g s",
+			o = api_fail(c, OUTCOME_TIMEOUT, &r, "task %lld still %s after %.3g s",
 			             ip->task_id, status, c->cfg->timeout);
 		} else {
 			json_decref(j);
@@ -319,25 +320,25 @@ pending_move(struct ctx *c, struct fip *ip, long long *id, char **to)
 {
 	static const char *const pending[] = { "todo", "doing", "init" };
 	char *base = block_path(ip);
-	enum outcome o = OUT_OK;
+	enum outcome o = OUTCOME_OK;
 
 	*id = 0;
 	*to = NULL;
-	for (size_t i = 0; o == OUT_OK && !*id && i < ARRAY_LEN(pending); i++) {
+	for (size_t i = 0; o == OUTCOME_OK && !*id && i < ARRAY_LEN(pending); i++) {
 		char *path =
 		    xasprintf("%s/task?function=genericMoveFloatingIp&status=%s", base, pending[i]);
 		struct api_req r = { .method = "GET", .path = path };
 		json_t *ids, *task;
 
 		o = signed_call(c, &r, &ids);
-		if (o == OUT_OK)
+		if (o == OUTCOME_OK)
 			o = api_want_array(c, &r, &ids);
-		for (size_t k = 0; o == OUT_OK && !*id && k < json_array_size(ids); k++) {
+		for (size_t k = 0; o == OUTCOME_OK && !*id && k < json_array_size(ids); k++) {
 			json_int_t tid = json_integer_value(json_array_get(ids, k));
 			char *tpath = xasprintf("%s/task/%lld", base, (long long)tid);
 			struct api_req t = { .method = "GET", .path = tpath };
 
-			if (tid > 0 && (o = signed_call(c, &t, &task)) == OUT_OK) {
+			if (tid > 0 && (o = signed_call(c, &t, &task)) == OUTCOME_OK) {
 				const char *status =
 				    json_string_value(json_object_get(task, "status"));
 
@@ -392,10 +393,10 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 	if (ip->task_id)
 		return poll_task(c, ip, dest);
 	o = pending_move(c, ip, &pending, &to);
-	if (o == OUT_OK && pending)
+	if (o == OUTCOME_OK && pending)
 		o = follow_pending(c, ip, dest, pending, to);
 	free(to);
-	if (o != OUT_OK || pending)
+	if (o != OUTCOME_OK || pending)
 		return o;
 
 	req = json_pack("{ss}", "to", dest);
@@ -409,25 +410,25 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 	r.body = body;
 	ip->move_sent = 1;
 	o = signed_call(c, &r, &j);
-	if (o == OUT_REFUSED && c->resp.status == 409) {
+	if (o == OUTCOME_REFUSED && c->resp.status == 409) {
 		/* a move of this block started meanwhile: follow it */
 		char saved[sizeof c->msg];
 
 		snprintf(saved, sizeof saved, "%s", c->msg);
 		o = pending_move(c, ip, &pending, &to);
-		if (o == OUT_OK && pending)
+		if (o == OUTCOME_OK && pending)
 			o = follow_pending(c, ip, dest, pending, to);
-		else if (o == OUT_OK) {
+		else if (o == OUTCOME_OK) {
 			snprintf(c->msg, sizeof c->msg, "%s", saved);
-			o = OUT_TRANSIENT;
+			o = OUTCOME_TRANSIENT;
 		}
 		free(to);
 		pending = -1;
 	}
-	if (o == OUT_OK && pending == 0) {
+	if (o == OUTCOME_OK && pending == 0) {
 		id = json_integer_value(json_object_get(j, "taskId"));
 		if (id <= 0)
-			o = api_fail(c, OUT_BADREPLY, &r, "reply without a taskId");
+			o = api_fail(c, OUTCOME_BADREPLY, &r, "reply without a taskId");
 		else
 			ip->task_id = (long long)id;
 	}
@@ -435,7 +436,7 @@ move_one(struct ctx *c, struct fip *ip, const char *dest)
 	free(path);
 	free(base);
 	free(body);
-	if (o != OUT_OK || pending != 0)
+	if (o != OUTCOME_OK || pending != 0)
 		return o;
 	log_debug("%s: move task %lld started", ip->text, ip->task_id);
 	return poll_task(c, ip, dest);
@@ -491,9 +492,9 @@ list(struct ctx *c, struct buf *out)
 	size_t k;
 
 	o = signed_call(c, &r, &blocks);
-	if (o == OUT_OK)
+	if (o == OUTCOME_OK)
 		o = api_want_array(c, &r, &blocks);
-	if (o != OUT_OK)
+	if (o != OUTCOME_OK)
 		return o;
 	for (k = 0; k < json_array_size(blocks); k++) {
 		const json_t *b = json_array_get(blocks, k);
@@ -511,7 +512,7 @@ list(struct ctx *c, struct buf *out)
 		o = signed_call(c, &g, &ip);
 		free(enc);
 		free(path);
-		if (o != OUT_OK)
+		if (o != OUTCOME_OK)
 			break;
 		to = json_object_get(ip, "routedTo");
 		if (json_is_object(to))

@@ -95,6 +95,16 @@ refute_secrets() {
 	run -64 failoverip-set -c "$CONF" --list --to 198.51.100.10
 }
 
+@test "the operands are checked before the config: a bad IP is 64 even with a broken config" {
+	run -64 failoverip-set -c "$T/nope.conf" 203.0.113.300
+	assert_line --partial "not an IP address or IP/PREFIX: '203.0.113.300'"
+	URL=http://127.0.0.1:9 conf hetzner destination=198.51.100.10
+	chmod 0644 "$CONF"
+	run -64 failoverip-set -c "$CONF" not-an-ip
+	run -64 failoverip-set -c "$CONF"
+	assert_line --partial 'no IP given'
+}
+
 @test "a config readable by others is refused with 78, before any request" {
 	fake hetzner --ip 203.0.113.60=198.51.100.5
 	conf hetzner destination=198.51.100.10
