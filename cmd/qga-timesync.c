@@ -46,6 +46,23 @@ static const char usage_text[] =
     "       qga-timesync [-nqv] [--max-drift MS] [-t MS] [--wait S] [--json]\n"
     "                    --all [--pve-dir DIR] [--node NAME] [--qga-dir DIR]\n";
 
+static const char help_text[] =
+    "Reads each guest's clock through its agent and sets it when it is off; prints\n"
+    "VMID DRIFT_MS ok|fixed|off (or VMID - fail REASON, VMID DRIFT_MS unfixed REASON).\n\n"
+    "      --max-drift MS  set clocks off by more than this (default 1000; 0: every clock)\n"
+    "  -n, --dry-run       only report\n"
+    "  -t, --timeout MS    deadline of one exchange with an agent (default 2000)\n"
+    "      --wait SECS     ask silent agents again every second for this long (default 0)\n"
+    "      --all           every agent-enabled running guest of this node\n"
+    "      --qga-dir DIR   agent sockets and pid files (default /var/run/qemu-server)\n"
+    "      --pve-dir DIR   the pmxcfs root (default /etc/pve)\n"
+    "      --node NAME     this node's name (default: uname -n up to the first dot)\n"
+    "      --json          NDJSON instead of text lines\n"
+    "  -q, --quiet         no detail lines on stderr\n"
+    "  -v, --verbose       say when agents are asked again\n"
+    "  -h, --help          this help\n"
+    "  -V, --version       print the version\n";
+
 struct opts {
 	const char *qga_dir, *pve_dir, *node;
 	long max_drift_ms;
@@ -214,16 +231,30 @@ drift_ms(const struct sync *x)
 	return (long long)(x->drift_ns / 1000000);
 }
 
-static const char *
-status_of(const struct opts *o, const struct sync *x)
+/* How a guest's clock ended; the word the line shows. */
+enum sync_state {
+	SYNC_FAIL,    /* its clock could not be read */
+	SYNC_OK,      /* within --max-drift */
+	SYNC_OFF,     /* off by more, and --dry-run left it */
+	SYNC_FIXED,   /* set */
+	SYNC_UNFIXED, /* setting it failed */
+};
+
+static const char *const sync_state_names[] = {
+	[SYNC_FAIL] = "fail", [SYNC_OK] = "ok", [SYNC_OFF] = "off",
+	[SYNC_FIXED] = "fixed", [SYNC_UNFIXED] = "unfixed",
+};
+
+static enum sync_state
+state_of(const struct opts *o, const struct sync *x)
 {
 	if (!x->have_drift)
-		return "fail";
+		return SYNC_FAIL;
 	if (!needs_set(o, x))
-		return "ok";
+		return SYNC_OK;
 	if (o->dry_run)
-		return "off";
-	return x->set == QGA_OK ? "fixed" : "unfixed";
+		return SYNC_OFF;
+	return x->set == QGA_OK ? SYNC_FIXED : SYNC_UNFIXED;
 }
 
 /* Why a guest failed: the reason word of the line. */
@@ -238,8 +269,9 @@ reason_of(const struct sync *x)
 static void
 report(const struct opts *o, const struct sync *x)
 {
-	const char *status = status_of(o, x);
-	int failed = strcmp(status, "fail") == 0 || strcmp(status, "unfixed") == 0;
+	enum sync_state st = state_of(o, x);
+	const char *status = sync_state_names[st];
+	int failed = st == SYNC_FAIL || st == SYNC_UNFIXED;
 
 	if (o->json) {
 		json_t *j = json_pack("{s:s, s:o, s:s}", "target", x->t->label, "vmid",
@@ -281,7 +313,7 @@ main(int argc, char *argv[])
 	char err[512];
 
 	log_init("qga-timesync");
-	opt_usage(usage_text, NULL);
+	opt_usage(usage_text, help_text);
 	parse_args(argc, argv, &o);
 	if (!o.node)
 		o.node = local_node_name();
@@ -299,13 +331,13 @@ main(int argc, char *argv[])
 		if (needs_set(&o, &s[i]) && !o.dry_run)
 			set_clock(&o, &s[i]);
 		report(&o, &s[i]);
-		const char *st = status_of(&o, &s[i]);
+		enum sync_state st = state_of(&o, &s[i]);
 		enum qga_result why = s[i].have_drift ? s[i].set : s[i].get;
 		if (s[i].bad_time)
 			bad_times++;
-		else if (strcmp(st, "fail") == 0 || strcmp(st, "unfixed") == 0)
+		else if (st == SYNC_FAIL || st == SYNC_UNFIXED)
 			why == QGA_TIMEOUT ? timeouts++ : fails++;
-		else if (strcmp(st, "off") == 0)
+		else if (st == SYNC_OFF)
 			fails++;
 	}
 	fflush(stdout);
