@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "clock.h"
 #include "guest.h"
+#include "power.h"
 #include "qmp.h"
 #include "sdrun.h"
 #include "vmlist.h"
@@ -151,8 +152,28 @@ restart_ha(const struct action_req *r, const char *wait, int64_t end)
 	return rc ? rc : !stopped;
 }
 
+static void verdict(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Does this node's qm/pct stop take --overrule-shutdown (lib/power)? An
+ * answer the child had to ask for goes to the watcher on the status pipe
+ * (a line "overrule-shutdown 0|1"), which keeps it for the next actions. */
 static int
-restart_plain(const struct action_req *r, const char *wait, int64_t end)
+stop_overrules(const struct action_req *r, int status_fd, int64_t end)
+{
+	int known = power_stop_overrule_cached(r->type) >= 0;
+	double left = (end - mono_ms()) / 1000.0;
+	int yes = power_stop_overrule(r->type, left < 0.1 ? 0.1 : left < 30 ? left : 30);
+
+	if (!known && power_stop_overrule_cached(r->type) >= 0)
+		verdict(status_fd, "overrule-shutdown %d", yes);
+	if (!yes)
+		printf("%s stop has no --overrule-shutdown here (before PVE 8.2): a plain stop\n",
+		       power_tool(r->type));
+	return yes;
+}
+
+static int
+restart_plain(const struct action_req *r, const char *wait, int64_t end, int status_fd)
 {
 	char vmid[16];
 	const char *tool = r->type == GUEST_QEMU ? "qm" : "pct";
@@ -163,7 +184,11 @@ restart_plain(const struct action_req *r, const char *wait, int64_t end)
 
 	report("shutdown", run_cmd(r, shutdown, (end - mono_ms()) / 1000.0));
 	if (guest_running(r)) {
-		const char *stop[] = { tool, "stop", vmid, NULL };
+		/* A shutdown task still running (ours, timed out, or anyone's)
+		 * holds the config lock the stop needs: where qm/pct can, the
+		 * stop aborts it first. */
+		const char *over = stop_overrules(r, status_fd, end) ? "--overrule-shutdown" : NULL;
+		const char *stop[] = { tool, "stop", vmid, over, "1", NULL };
 		report("stop", run_cmd(r, stop, (end - mono_ms()) / 1000.0));
 		wait_stopped(r, 5);
 	}
@@ -175,7 +200,6 @@ restart_plain(const struct action_req *r, const char *wait, int64_t end)
 	return report("start", run_cmd(r, start, (end - mono_ms()) / 1000.0));
 }
 
-static void verdict(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void
 verdict(int fd, const char *fmt, ...)
 {
@@ -253,7 +277,7 @@ child_main(void *arg)
 	}
 	/* qm's --timeout takes whole seconds. */
 	snprintf(wait, sizeof wait, "%ld", whole_secs(r->wait_interval));
-	rc = r->ha_sid ? restart_ha(r, wait, end) : restart_plain(r, wait, end);
+	rc = r->ha_sid ? restart_ha(r, wait, end) : restart_plain(r, wait, end, status_fd);
 	fflush(stdout);
 	return rc > 255 ? 255 : rc;
 }
@@ -366,6 +390,7 @@ action_start(struct action_run *a, const struct action_req *r)
 	fcntl(st[0], F_SETFL, O_NONBLOCK);
 	a->status_fd = st[0];
 	a->deadline = mono_ms() + (int64_t)(r->timeout * 1000);
+	a->type = r->type;
 	return 0;
 }
 
@@ -413,6 +438,15 @@ action_finish(struct action_run *a, struct action_result *res,
 	buf_free(&a->out);
 	n = read(a->status_fd, verdict_line, sizeof verdict_line - 1);
 	verdict_line[n > 0 ? n : 0] = '\0';
+	/* A line "overrule-shutdown 0|1" is what the child learned about qm
+	 * or pct (lib/power), kept here for the next actions; "skip ..." its
+	 * verdict. */
+	if (strncmp(verdict_line, "overrule-shutdown ", 18) == 0) {
+		size_t len = strcspn(verdict_line, "\n");
+		power_stop_overrule_learn(a->type, verdict_line[18] == '1');
+		len += verdict_line[len] == '\n';
+		memmove(verdict_line, verdict_line + len, strlen(verdict_line + len) + 1);
+	}
 	verdict_line[strcspn(verdict_line, "\n")] = '\0';
 	close(a->status_fd);
 	a->status_fd = -1;

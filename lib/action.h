@@ -2,14 +2,17 @@
  * (tcpcheck's ports, qga-ping's agent), the same safe way for both.
  *
  * Deciding (in the watcher, cheap): the guest config's lock holds it
- * (action_locked), so does an HA state other than started (lib/hares), and
+ * (action_locked), so does an HA state other than started or an HA stack
+ * disarmed in mode freeze (lib/hares), and
  * so does the rate limit (struct action_window: at most max actions in a
  * window). Acting (in a child under lib/proc, so nothing it starts outlives
  * its deadline or the watcher's stop): at the last moment it checks that
  * the guest still runs and what QEMU says (a paused, suspended or migrating
- * guest is left alone: "skip"), then restarts it: through ha-manager for an
- * HA resource (crm-command stop, then set --state started), else qm or pct
- * (shutdown, stop if still running, start), or runs the admin's own command
+ * guest, or one that powered itself off, is left alone: "skip"), then
+ * restarts it: through ha-manager for an HA resource (crm-command stop,
+ * then set --state started), else qm or pct (shutdown, stop if still
+ * running, with --overrule-shutdown where qm/pct take it: lib/power,
+ * start), or runs the admin's own command
  * with /bin/sh -c. With systemd_run each command runs as a transient unit
  * of PID 1 (lib/sdrun), outside the watcher's sandbox. */
 #ifndef PVEKIT_ACTION_H
@@ -66,6 +69,7 @@ struct action_run {
 	int status_fd;    /* its verdict ("skip REASON") */
 	int64_t deadline; /* mono_ms */
 	int timed_out;
+	enum guest_type type;
 	struct buf out; /* output not yet a whole line */
 };
 

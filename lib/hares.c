@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "file.h"
 #include "hares.h"
+#include "hastate.h"
 #include "log.h"
 #include "parse.h"
 
@@ -78,6 +79,7 @@ ha_resources_init(struct ha_resources *h, const char *pve_dir)
 {
 	memset(h, 0, sizeof *h);
 	h->path = xasprintf("%s/ha/resources.cfg", pve_dir);
+	h->pve_dir = xstrdup(pve_dir);
 }
 
 void
@@ -106,6 +108,7 @@ ha_resources_free(struct ha_resources *h)
 {
 	free(h->v);
 	free(h->path);
+	free(h->pve_dir);
 	memset(h, 0, sizeof *h);
 }
 
@@ -121,6 +124,22 @@ ha_decide(const struct ha_resources *h, enum guest_type type, uint32_t vmid, cha
 	if (strcmp(r->state, "started") != 0) {
 		snprintf(why, whylen, "HA requests state %s", r->state);
 		return 1;
+	}
+	/* "ha-manager disarm-ha MODE", read when it matters (the CRM master
+	 * rewrites the file every round): in mode ignore qm and pct manage
+	 * HA's guests directly, as for "ignored" (and a crm-command would
+	 * wait until arm-ha); in mode freeze nobody acts on them. */
+	if (h->pve_dir) {
+		enum ha_disarm d;
+		char mode[32], err[300];
+		if (ha_disarm_read(h->pve_dir, &d, mode, sizeof mode, err, sizeof err) < 0)
+			log_warn("guest %u: %s: HA taken as armed", vmid, err);
+		if (d == HA_DISARM_IGNORE)
+			return 0;
+		if (d == HA_DISARM_OTHER) {
+			snprintf(why, whylen, "HA is disarmed (resource mode %s)", mode);
+			return 1;
+		}
 	}
 	snprintf(sid, sidlen, "%s:%u", type == GUEST_QEMU ? "vm" : "ct", vmid);
 	return 0;

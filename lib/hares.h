@@ -24,6 +24,7 @@ const struct ha_res *ha_find(const struct ha_res *v, size_t n, uint32_t vmid);
  * the last good list kept while it is unreadable (said once). */
 struct ha_resources {
 	char *path;
+	char *pve_dir; /* for ha/manager_status (lib/hastate) */
 	struct ha_res *v;
 	size_t n;
 	struct filestamp stamp;
@@ -34,9 +35,10 @@ void ha_resources_init(struct ha_resources *h, const char *pve_dir);
 void ha_resources_refresh(struct ha_resources *h, int force);
 void ha_resources_free(struct ha_resources *h);
 
-/* Who restarts guest vmid: 0 with *sid "" (not under HA, or "ignored":
- * plain qm/pct) or the HA id in sid ("vm:101", "ct:110"); 1 when HA asks
- * for a state other than started, with the reason in why. */
+/* Who restarts guest vmid: 0 with *sid "" (not under HA, "ignored", or the
+ * HA stack disarmed with "ha-manager disarm-ha ignore": plain qm/pct) or
+ * the HA id in sid ("vm:101", "ct:110"); 1 when HA asks for a state other
+ * than started, or is disarmed in mode freeze, with the reason in why. */
 int ha_decide(const struct ha_resources *h, enum guest_type type, uint32_t vmid, char *sid,
               size_t sidlen, char *why, size_t whylen);
 

@@ -86,8 +86,11 @@ enum qmp_result qmp_query_status(const char *path, int timeout_ms, char *status,
  * (paused, suspended, a migration, a snapshot, prelaunch, debug, colo): a
  * silent guest is expected there and a restart would destroy what the
  * admin or a migration is doing. With shutdown_too, "shutdown" (the guest
- * powered itself off) counts too. The others (running, guest-panicked,
- * internal-error, io-error, watchdog) are a hung or broken guest. */
+ * powered itself off) counts too: Proxmox starts QEMU with -no-shutdown,
+ * so QEMU stays in that state until qmeventd cleans up, or until a backup
+ * that keeps it alive ends; the watchers pass 1. The others (running,
+ * guest-panicked, internal-error, io-error, watchdog) are a hung or broken
+ * guest. */
 int qemu_status_hands_off(const char *status, int shutdown_too);
 
 #endif

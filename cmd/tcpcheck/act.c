@@ -89,6 +89,9 @@ start_action(struct watcher *w, struct guest *g, const char *why, int scheduled,
 		.wait_interval = g->conf.wait_interval,
 		.timeout = watchconf_action_timeout(&g->conf),
 		.systemd_run = w->o->systemd_run,
+		/* A guest that powered itself off: Proxmox starts QEMU with
+		 * -no-shutdown, and qmeventd (or a backup) has it in hand. */
+		.shutdown_hands_off = 1,
 	};
 	struct epoll_event ev = { .events = EPOLLIN };
 	char desc[300];

@@ -116,7 +116,8 @@ wakeups_pass() {
 	seen '"reason":"action exited 0"'
 	run calls
 	assert_output "qm shutdown 101 --timeout 1
-qm stop 101
+qm help stop
+qm stop 101 --overrule-shutdown 1
 qm start 101"
 	# a new QEMU
 	refute [ "$(cat "$RUN/101.pid")" = "$pid" ]
@@ -236,6 +237,75 @@ qm start 101"
 	assert_output "ha-manager crm-command stop vm:101 1
 ha-manager set vm:101 --state started"
 	refute [ "$(cat "$RUN/101.pid")" = "$pid" ]
+}
+
+@test "HA disarmed (ha-manager disarm-ha): mode ignore restarts through qm, mode freeze holds" {
+	export PVEKIT_FAKE_PVE=$PVE PVEKIT_FAKE_SHUTDOWN=ok
+	ports --closed 1
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" max_actions=1
+	mkdir -p "$PVE/ha"
+	printf 'vm: 101\n\tstate started\n' >"$PVE/ha/resources.cfg"
+	# as the CRM master writes it (encode_json: one line, keys in any order)
+	printf '%s\n' '{"service_status":{"vm:101":{"node":"pve1","state":"started","uid":"Xk3l0pPq9d1n6Jm2bYvT8w"}},"disarm":{"state":"disarmed","mode":"ignore"},"master_node":"pve1","node_status":{"pve1":"online"},"timestamp":1764950000}' \
+		>"$PVE/ha/manager_status"
+	start_watch
+	# ignore: HA hands its resources back, qm acts on them directly (a
+	# crm-command would wait until arm-ha)
+	seen '^101 acting failing for [0-9.]+s: .*; qm shutdown 101 --timeout 1, qm stop if still running, qm start$'
+	seen '^101 grace action exited 0$'
+	run calls
+	assert_output "qm shutdown 101 --timeout 1
+qm start 101"
+	kill "$WATCH_PID"
+	wait_until 5 bash -c "! kill -0 $WATCH_PID"
+	: >"$T/calls"
+	# freeze: HA keeps them and does nothing with them: nobody acts
+	sed -i 's/"mode":"ignore"/"mode":"freeze"/' "$PVE/ha/manager_status"
+	start_watch
+	seen '^101 held HA is disarmed \(resource mode freeze\)$'
+	run calls
+	assert_output ""
+	# armed again (arm-ha deletes the record): through HA as before
+	sed -i 's/,"disarm":{"state":"disarmed","mode":"freeze"}//' "$PVE/ha/manager_status"
+	seen '^101 acting failing for [0-9.]+s: .*; ha-manager crm-command stop vm:101 1, then set vm:101 --state started$'
+}
+
+@test "the fallback stop overrules a shutdown task that holds the config lock (PVE 8.2+); qm help stop is asked once" {
+	export PVEKIT_FAKE_LOCK_WAIT=1
+	ports --closed 1
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" max_actions=2
+	# someone's shutdown of 101 waits for a guest that ignores it, holding
+	# the config lock meanwhile (qm's vm_stop runs under lock_config)
+	start_bg env PVEKIT_FAKE_QUIET=1 qm shutdown 101 --timeout 600
+	wait_until 5 test -s "$RUN/task-qmshutdown-101"
+	start_watch
+	seen '^101 grace action exited 0$'
+	grep -q "^tcpcheck: guest 101: overruled qmshutdown tasks: UPID:fake:" "$T/err"
+	# the guest still fails: a second action, with the answer kept
+	wait_until 20 bash -c "[ \$(grep -c '^qm start 101\$' '$T/calls') -ge 2 ]"
+	run calls
+	assert_line -n 0 "qm shutdown 101 --timeout 1"
+	assert_line -n 1 "qm help stop"
+	assert_line -n 2 "qm stop 101 --overrule-shutdown 1"
+	assert_line -n 3 "qm start 101"
+	assert_line -n 4 "qm shutdown 101 --timeout 1"
+	assert_line -n 5 "qm stop 101 --overrule-shutdown 1"
+	assert_line -n 6 "qm start 101"
+	[ "$(grep -c '^qm help stop$' "$T/calls")" -eq 1 ]
+}
+
+@test "before PVE 8.2 (no --overrule-shutdown in qm help stop) the fallback stop is the plain one" {
+	export PVEKIT_FAKE_PVE_VERSION=8.1
+	ports --closed 1
+	guest 101 ip=127.0.0.1 "portsall=${CLOSED[0]}" max_actions=1
+	start_watch
+	seen '^101 grace action exited 0$'
+	run calls
+	assert_output "qm shutdown 101 --timeout 1
+qm help stop
+qm stop 101
+qm start 101"
+	grep -q "^tcpcheck: guest 101: qm stop has no --overrule-shutdown here (before PVE 8.2): a plain stop$" "$T/err"
 }
 
 @test "only guests this node owns and runs are watched" {
@@ -484,15 +554,15 @@ qm start 103"
 	assert_line -n 1 "qm start 101"
 }
 
-# qemu_guest VMID [-S] KEY=VALUE...: like guest, run by a real QEMU
-# (start_qemu) that the action asks over QMP.
+# qemu_guest VMID [-S] [--no-reboot] KEY=VALUE...: like guest, run by a real
+# QEMU (start_qemu) that the action asks over QMP.
 qemu_guest() {
 	local id=$1 opts=()
 	shift
-	if [ "${1:-}" = -S ]; then
-		opts=(-S)
+	while [[ ${1:-} == -* ]]; do
+		opts+=("$1")
 		shift
-	fi
+	done
 	pmxcfs-sim create "$PVE" pve1 qemu "$id"
 	start_qemu "$RUN" "$id" "${opts[@]}"
 	printf '%s\n' "$@" >"$CONF/$id.conf"
@@ -512,6 +582,21 @@ qemu_guest() {
 	assert_output --partial '"status": "paused"'
 	run qmp "$RUN/102.qmp" query-status
 	assert_output --partial '"status": "prelaunch"'
+}
+
+@test "a guest that powered itself off (QEMU left in run state shutdown by -no-shutdown) is left alone" {
+	ports --closed 1
+	qemu_guest 101 --no-reboot ip=127.0.0.1 "portsall=${CLOSED[0]}"
+	# the guest powers off: with -no-shutdown QEMU stays, stopped, until
+	# qmeventd has it cleaned up (or a backup finishes)
+	run qmp "$RUN/101.qmp" system_reset query-status
+	assert_line -n 1 --partial '"status": "shutdown"'
+	start_watch
+	seen '^101 held guest is shutdown$'
+	run calls
+	assert_output ""
+	run qmp "$RUN/101.qmp" query-status
+	assert_output --partial '"status": "shutdown"'
 }
 
 @test "a guest QEMU runs (after cont) whose ports fail is restarted" {
@@ -560,7 +645,8 @@ qm start 101"
 	WAIT=20 seen '^110 grace action exited 0$'
 	run calls
 	assert_output "pct shutdown 110 --timeout 1
-pct stop 110
+pct help stop
+pct stop 110 --overrule-shutdown 1
 pct start 110"
 }
 
