@@ -50,6 +50,8 @@ child_setup(const struct proc_spec *s, const int fd[3])
 	for (int i = 0; i < 3; i++)
 		if (fd[i] >= 0 && dup2(fd[i], i) < 0)
 			return -1;
+	if (s->fd_hold > 2 && s->fd_hold != s->fd_keep)
+		close(s->fd_hold); /* the supervisor's, never the command's */
 	signal(SIGPIPE, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -202,15 +204,22 @@ supervise(const struct proc_spec *s, int status_fd, pid_t caller)
 {
 	struct proc_status st = { 0 };
 	int64_t start = mono_ms(), deadline = -1, kill_at = -1, now;
-	int keep[5] = { status_fd, s->fd_in, s->fd_out, s->fd_err, s->fd_keep > 2 ? s->fd_keep : -1 };
+	int keep[6] = { status_fd, s->fd_in, s->fd_out, s->fd_err, s->fd_keep > 2 ? s->fd_keep : -1,
+		        s->fd_hold > 2 ? s->fd_hold : -1 };
 	int main_done = 0, stopping = 0;
 	sigset_t waitset;
 	pid_t cmd = -1;
 
+	/* The caller's death is a stop (SIGTERM, taken below): its command
+	 * must not outlive it. A caller that died before the prctl took
+	 * effect is seen here instead, and then nothing is started. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != caller)
-		raise(SIGTERM); /* blocked: seen below as an abort */
+	if (getppid() != caller) {
+		st.aborted = 1;
+		st.wstatus = SIGTERM; /* as if killed by it: it did not run */
+		goto report;
+	}
 	drop_handlers();
 	signal(SIGCHLD, SIG_DFL);
 	close_callers_fds(keep, ARRAY_LEN(keep));
@@ -223,8 +232,9 @@ supervise(const struct proc_spec *s, int status_fd, pid_t caller)
 		st.wstatus = 127 << 8; /* could not even fork */
 		goto report;
 	}
-	/* The command has its copies: ours would keep its pipes from ending. */
-	for (size_t i = 1; i < ARRAY_LEN(keep); i++)
+	/* The command has its copies: ours would keep its pipes from ending.
+	 * The held descriptor stays open until we exit. */
+	for (size_t i = 1; i < ARRAY_LEN(keep) - 1; i++)
 		if (keep[i] >= 0)
 			close(keep[i]);
 

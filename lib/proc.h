@@ -8,7 +8,8 @@
  * process group and to every process below it, SIGKILL to whatever is left
  * kill_after_ms later, and reports only when nothing is left. A command that
  * ends by itself is reported as soon as its main process exits; processes it
- * left running in the background are not touched then.
+ * left running in the background are not touched then. A supervisor whose
+ * caller died before it could arm PR_SET_PDEATHSIG starts nothing.
  *
  * The command starts with an empty signal mask and SIGPIPE at its default.
  * Instead of a file to execute it may be a function of the caller (fn),
@@ -43,6 +44,12 @@ struct proc_spec {
 	void *arg;
 	int fd_in, fd_out, fd_err;
 	int fd_keep; /* 0, or one more descriptor (above 2) an fn child keeps */
+	/* 0, or a descriptor (above 2, such as a lock) that the supervisor
+	 * keeps open until its result is written: until the command and, when
+	 * it was stopped, everything it started are gone. The command never
+	 * gets it. A lock taken through it is held while a command of a
+	 * caller that died still runs. */
+	int fd_hold;
 	enum proc_group group;
 	int64_t timeout_ms;    /* 0: no deadline */
 	int64_t kill_after_ms; /* SIGKILL this long after SIGTERM */
