@@ -658,3 +658,32 @@ vmlist_refresh(struct vmlist_current *c, int force)
 	c->have_map = 1;
 	return 1;
 }
+
+int
+guest_conf_anywhere(const char *pve_dir, uint32_t vmid)
+{
+	char *nodes = xasprintf("%s/nodes", pve_dir);
+	DIR *d = opendir(nodes);
+	struct dirent *de;
+	int found = 0;
+
+	free(nodes);
+	if (!d)
+		return -1;
+	while (!found && (de = readdir(d))) {
+		if (!node_name_valid(de->d_name))
+			continue;
+		for (int t = GUEST_QEMU; t <= GUEST_LXC && !found; t++) {
+			char *p = guest_conf_path(pve_dir, de->d_name, t, vmid);
+			struct stat st;
+
+			if (stat(p, &st) == 0)
+				found = S_ISREG(st.st_mode);
+			else if (errno != ENOENT && errno != ENOTDIR)
+				found = -1;
+			free(p);
+		}
+	}
+	closedir(d);
+	return found;
+}

@@ -115,6 +115,12 @@ int guest_event_parse(const char *s, enum guest_event *e); /* 0 or -1 */
 /* PVE_DIR/nodes/NODE/{qemu-server,lxc}/VMID.conf */
 char *guest_conf_path(const char *pve_dir, const char *node, enum guest_type t, uint32_t vmid);
 
+/* Is there a config of vmid under any node of PVE_DIR/nodes? 1 yes, 0 no,
+ * -1 cannot tell (a directory or a file could not be read). pmxcfs moves a
+ * config before it changes the map, so a guest missing from .vmlist whose
+ * config is still there is not gone (a rename in progress, or a broken map). */
+int guest_conf_anywhere(const char *pve_dir, uint32_t vmid);
+
 /* "VMID.conf" as pmxcfs counts it in a guest dir: 0 and *vmid, or -1. */
 int guest_conf_name_vmid(const char *name, uint32_t *vmid);
 

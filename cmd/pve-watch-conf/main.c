@@ -2,10 +2,10 @@
  * migrated to or migrated away from this Proxmox VE node.
  *
  * The owner map (vmid -> node, from pmxcfs's .vmlist) is the truth; each
- * change is a diff against the map the previous events left, which is saved
- * under the state dir, so nothing is lost across restarts, bursts or queue
- * overflows, and nothing is printed twice. inotify only says "look now". */
-#include <dirent.h>
+ * change is a diff against the map the previous events led to, which is
+ * saved under the state dir with the events not yet confirmed (outbox.c),
+ * so nothing is lost across restarts, bursts, queue overflows or a reader
+ * that dies. inotify only says "look now". */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -22,6 +22,7 @@
 #include "log.h"
 #include "notify.h"
 #include "opt.h"
+#include "seqfile.h"
 #include "util.h"
 #include "vmlist.h"
 #include "watch.h"
@@ -33,7 +34,8 @@ enum { RC_FORCE = 1, RC_FULL = 2 };
 
 static const char usage_text[] =
     "usage: pve-watch-conf [--pve-dir DIR] [--node NAME] [--state-dir DIR]\n"
-    "                      [--interval SECS] [--json] [--once] [--initial] [-v]\n";
+    "                      [--interval SECS] [--hold SECS] [--seq] [--json] [--once]\n"
+    "                      [--initial] [-v]\n";
 
 static const char help_text[] =
     "Prints create, destroy, migrate-in and migrate-out lines for this node's guests.\n"
@@ -43,6 +45,9 @@ static const char help_text[] =
     "  --state-dir DIR   saved owner map and config copies in DIR/watch\n"
     "                    (default /var/lib/pvekit)\n"
     "  --interval SECS   poll interval, fractions allowed (default 1)\n"
+    "  --hold SECS       hold a mass disappearance this long (default 60; 0: never)\n"
+    "  --seq             number the events; keep each until run-hooks confirms it\n"
+    "                    in STATE/run-hooks/confirmed\n"
     "  --json            one JSON object per event\n"
     "  --once            reconcile, print, save and exit\n"
     "  --initial         on the first run, a create for every guest of this node\n"
@@ -50,13 +55,25 @@ static const char help_text[] =
     "  -h, --help        this help\n"
     "  -V, --version     the version\n";
 
-enum { OPT_PVE_DIR = 256, OPT_NODE, OPT_STATE_DIR, OPT_INTERVAL, OPT_JSON, OPT_ONCE, OPT_INITIAL };
+enum {
+	OPT_PVE_DIR = 256,
+	OPT_NODE,
+	OPT_STATE_DIR,
+	OPT_INTERVAL,
+	OPT_HOLD,
+	OPT_SEQ,
+	OPT_JSON,
+	OPT_ONCE,
+	OPT_INITIAL
+};
 
 static const struct option long_options[] = {
 	{ "pve-dir", required_argument, NULL, OPT_PVE_DIR },
 	{ "node", required_argument, NULL, OPT_NODE },
 	{ "state-dir", required_argument, NULL, OPT_STATE_DIR },
 	{ "interval", required_argument, NULL, OPT_INTERVAL },
+	{ "hold", required_argument, NULL, OPT_HOLD },
+	{ "seq", no_argument, NULL, OPT_SEQ },
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "once", no_argument, NULL, OPT_ONCE },
 	{ "initial", no_argument, NULL, OPT_INITIAL },
@@ -64,35 +81,6 @@ static const struct option long_options[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
-};
-
-struct opts {
-	char *pve_dir, *state_dir;
-	const char *node, *interval;
-	int64_t interval_ms;
-	int json, once, initial;
-};
-
-struct watcher {
-	struct opts o;
-	struct vmlist_source src;
-	struct store st;
-	struct watches ws;
-	struct output out;
-	struct watch_news news;
-	struct vmlist cur; /* the map as the printed events left it */
-	int first_run;     /* no saved map yet: the first one is recorded silently */
-	int have_read;     /* a map was read at least once */
-	int broken;        /* no usable map right now */
-	int dirty;         /* cur is not saved yet */
-	int save_failed, copy_failed;
-	int reader_gone, out_errno;
-	enum vmlist_from last_mode;
-	int recheck_step;
-	int64_t next_tick, recheck_at, save_at, next_prune;
-	int save_step;
-	sigset_t run_mask, block_mask;
-	char status[256];
 };
 
 static volatile sig_atomic_t got_term, got_hup;
@@ -140,7 +128,7 @@ static void
 parse_options(int argc, char **argv, struct opts *o)
 {
 	const char *pve_dir = "/etc/pve", *state_dir = "/var/lib/pvekit";
-	double secs = 1;
+	double secs = 1, hold = 60;
 	int c;
 
 	memset(o, 0, sizeof *o);
@@ -157,6 +145,12 @@ parse_options(int argc, char **argv, struct opts *o)
 			break;
 		case OPT_INTERVAL:
 			o->interval = optarg;
+			break;
+		case OPT_HOLD:
+			o->hold = optarg;
+			break;
+		case OPT_SEQ:
+			o->seq = 1;
 			break;
 		case OPT_JSON:
 			o->json = 1;
@@ -183,6 +177,9 @@ parse_options(int argc, char **argv, struct opts *o)
 	if (o->interval)
 		secs = opt_seconds("--interval", o->interval, 0.01, 86400);
 	o->interval_ms = (int64_t)(secs * 1000 + 0.5);
+	if (o->hold)
+		hold = opt_seconds("--hold", o->hold, 0, 86400);
+	o->hold_ms = (int64_t)(hold * 1000 + 0.5);
 	if (o->node)
 		opt_node(o->node);
 	else if (!node_name_valid(o->node = local_node_name()))
@@ -306,87 +303,6 @@ refresh_copies(struct watcher *w, const struct vmlist *old, int all)
 	}
 }
 
-static char *
-event_conf(struct watcher *w, const struct event *e)
-{
-	char *conf;
-
-	switch (e->kind) {
-	case GUEST_MIGRATE_OUT:
-		return guest_conf_path(w->o.pve_dir, e->peer, e->type, e->vmid);
-	case GUEST_DESTROY:
-		conf = store_retire_copy(&w->st, e->type, e->vmid);
-		if (!conf)
-			log_warn("guest %u: no copy of its config was kept; its destroy has none",
-			         e->vmid);
-		return conf;
-	default:
-		return guest_conf_path(w->o.pve_dir, w->o.node, e->type, e->vmid);
-	}
-}
-
-/* Prints events in order; the number printed. Stops early when the reader
- * went away or a stop signal interrupted a blocked write. */
-static size_t
-emit(struct watcher *w, const struct event *ev, size_t n)
-{
-	size_t i;
-
-	sigprocmask(SIG_SETMASK, &w->run_mask, NULL); /* a blocked write must be stoppable */
-	for (i = 0; i < n; i++) {
-		char *conf = event_conf(w, &ev[i]);
-		int r = output_event(&w->out, &ev[i], conf);
-
-		free(conf);
-		if (r == -2)
-			break;
-		if (r == -1) {
-			if (errno == EPIPE)
-				w->reader_gone = 1;
-			else
-				w->out_errno = errno;
-			break;
-		}
-		if (ev[i].kind == GUEST_MIGRATE_OUT)
-			store_drop_copy(&w->st, ev[i].type, ev[i].vmid);
-	}
-	sigprocmask(SIG_BLOCK, &w->block_mask, NULL);
-	return i;
-}
-
-static void
-map_remove(struct vmlist *m, uint32_t vmid)
-{
-	const struct vm_owner *o = vmlist_find(m, vmid);
-	size_t i;
-
-	if (!o)
-		return;
-	i = (size_t)(o - m->e);
-	memmove(m->e + i, m->e + i + 1, (m->n - i - 1) * sizeof *m->e);
-	m->n--;
-}
-
-/* After an interrupted batch, the map to keep is the new one with each
- * unprinted change undone, so a restart prints exactly those. Only a
- * destroy + create pair can be cut in the middle; then the guest is gone. */
-static void
-undo_unprinted(struct vmlist *m, const struct vmlist *old, const struct event *ev, size_t done,
-               size_t n)
-{
-	for (size_t i = done; i < n; i++) {
-		const struct vm_owner *was;
-
-		if (i > done && ev[i - 1].vmid == ev[i].vmid)
-			continue;
-		map_remove(m, ev[i].vmid);
-		if (i == done && done > 0 && ev[done - 1].vmid == ev[i].vmid)
-			continue;
-		if ((was = vmlist_find(old, ev[i].vmid)))
-			vmlist_add(m, was);
-	}
-}
-
 static int
 owners_differ(const struct vmlist *a, const struct vmlist *b)
 {
@@ -399,93 +315,34 @@ owners_differ(const struct vmlist *a, const struct vmlist *b)
 	return 0;
 }
 
-/* Is there a config of vmid under any node? 1 yes, 0 no, -1 cannot tell. */
-static int
-conf_anywhere(const struct watcher *w, uint32_t vmid)
-{
-	char *nodes = xasprintf("%s/nodes", w->o.pve_dir);
-	DIR *d = opendir(nodes);
-	struct dirent *de;
-	int found = 0;
-
-	free(nodes);
-	if (!d)
-		return -1;
-	while (!found && (de = readdir(d))) {
-		if (!node_name_valid(de->d_name))
-			continue;
-		for (int t = GUEST_QEMU; t <= GUEST_LXC && !found; t++) {
-			char *p = guest_conf_path(w->o.pve_dir, de->d_name, t, vmid);
-			struct stat st;
-
-			if (stat(p, &st) == 0)
-				found = S_ISREG(st.st_mode);
-			else if (errno != ENOENT && errno != ENOTDIR)
-				found = -1;
-			free(p);
-		}
-	}
-	closedir(d);
-	return found;
-}
-
-/* pmxcfs renames a guest config (a migration, an HA recovery) by deleting
- * the guest from the map and registering it again under two separate lock
- * holds (memdb.c memdb_rename), so a read can land in between and miss it.
- * A guest that left the map is gone only when no node has its config any
- * more (pmxcfs moves the file before it touches the map); until then the
- * last map's entry stands, and the next read (the counter moves again with
- * the register) says where it went. */
-static void
-hold_vanished(struct watcher *w, struct vmlist *new)
-{
-	const struct vmlist *old = &w->cur;
-	struct vm_owner *held = NULL;
-	size_t n = 0;
-
-	if (w->src.from != VMLIST_FROM_FILE)
-		return; /* a scan is the tree itself */
-	for (size_t i = 0; i < old->n; i++) {
-		const struct vm_owner *e = &old->e[i];
-
-		if (vmlist_find(new, e->vmid) || conf_anywhere(w, e->vmid) == 0)
-			continue;
-		log_debug("guest %u: not in the map, but a config of it is still there; "
-		          "waiting for the next read",
-		          e->vmid);
-		held = xreallocarray(held, n + 1, sizeof *held);
-		held[n++] = *e;
-	}
-	for (size_t i = 0; i < n; i++)
-		vmlist_add(new, &held[i]);
-	free(held);
-}
-
+/* The events from the last map to new go to the outbox, which is saved
+ * before they are written: from then on a crash cannot lose them. */
 static void
 apply(struct watcher *w, struct vmlist *new, int full)
 {
-	struct vmlist old = w->cur;
+	struct vmlist old;
 	struct event *ev = NULL;
-	size_t n = 0, done;
+	size_t n = 0;
 
-	if (!w->first_run)
-		hold_vanished(w, new);
 	if (w->first_run) {
 		if (w->o.initial)
 			n = events_initial(new, w->o.node, &ev);
 		w->first_run = 0;
 		w->dirty = 1;
 	} else {
-		n = events_diff(&old, new, w->o.node, &ev);
+		vanish_hold(w, new);
+		n = events_diff(&w->cur, new, w->o.node, &ev);
 	}
-	done = n ? emit(w, ev, n) : 0;
-	if (done < n)
-		undo_unprinted(new, &old, ev, done, n);
+	old = w->cur;
 	w->cur = *new;
 	if (owners_differ(&old, &w->cur))
 		w->dirty = 1;
-	if (done == n)
-		refresh_copies(w, &old, full);
+	if (n) {
+		outbox_queue(w, ev, n);
+		outbox_save(w);
+	}
+	outbox_emit(w);
+	refresh_copies(w, &old, full);
 	if (full)
 		store_prune(&w->st, &w->cur, w->o.node);
 	vmlist_free(&old);
@@ -582,67 +439,35 @@ reconcile(struct watcher *w, int flags, int from_timer)
 		check_hints(w, from_timer);
 }
 
-/* The saved map may only count events the reader has taken: bytes still in
- * the pipe are lost if the reader dies, so they are printed again after a
- * restart (at least once, never lost). */
 static void
 maybe_save(struct watcher *w, int64_t now)
 {
-	if (!w->dirty || (w->save_at && now < w->save_at))
-		return;
-	if (output_unread(&w->out) > 0) {
-		int64_t d = (int64_t)2 << (w->save_step < 7 ? w->save_step : 7);
-
-		w->save_step++;
-		w->save_at = now + d;
-		return;
-	}
-	w->save_step = 0;
-	w->save_at = 0;
-	if (store_save(&w->st, &w->cur) < 0) {
-		if (!w->save_failed++)
-			log_warn("%s: %s; retrying", w->st.owners, strerror(errno));
-		w->save_at = now + w->o.interval_ms;
-		return;
-	}
-	if (w->save_failed)
-		log_info("%s: saved again", w->st.owners);
-	w->save_failed = 0;
-	w->dirty = 0;
+	if (w->dirty && (!w->save_at || now >= w->save_at))
+		outbox_save(w);
 }
 
-/* Waits until the reader took every byte; 0, or -1 when it went away or
- * the deadline (ms, -1 none) or a stop signal came first. */
-static int
-wait_drained(struct watcher *w, int64_t deadline_ms)
-{
-	int64_t end = deadline_ms < 0 ? -1 : mono_ms() + deadline_ms;
-
-	while (output_unread(&w->out) > 0) {
-		struct pollfd p = { STDOUT_FILENO, 0, 0 };
-		struct timespec ts = { 0, 10 * 1000000 };
-
-		if ((end >= 0 && mono_ms() >= end) || got_term)
-			return -1;
-		if (ppoll(&p, 1, &ts, &w->run_mask) > 0 && (p.revents & (POLLERR | POLLHUP)))
-			return -1;
-	}
-	return 0;
-}
-
+/* Waits at most drain_ms (-1: no limit) for the reader to take what is in
+ * the pipe, and with --seq at most STOP_DRAIN_MS more for its confirmation;
+ * saves the state; says what is left for the next start. */
 static int
 finish(struct watcher *w, int64_t drain_ms)
 {
-	if (w->dirty && !w->out_errno) {
-		if (wait_drained(w, drain_ms) == 0) {
-			w->save_at = 0;
-			maybe_save(w, mono_ms());
-		}
-		if (w->dirty)
-			log_info("%zu byte(s) of events not taken by the reader; they are printed "
-			         "again on the next start",
-			         output_unread(&w->out));
-	}
+	outbox_emit(w);
+	if (w->nbox && !w->out_errno)
+		outbox_wait(w, drain_ms, w->o.seq ? STOP_DRAIN_MS : 0);
+	if (w->dirty)
+		outbox_save(w);
+	if (w->printed && !w->o.seq)
+		log_info("%zu byte(s) of events not taken by the reader; they are printed again "
+		         "on the next start",
+		         output_unread(&w->out));
+	else if (w->printed)
+		log_info("%zu event(s) not confirmed in %s; they are printed again on the next "
+		         "start",
+		         w->printed, w->confirm_path);
+	if (w->nbox > w->printed)
+		log_info("%zu event(s) not printed; they are on the next start",
+		         w->nbox - w->printed);
 	sd_notify_msg("STOPPING=1");
 	if (w->out_errno) {
 		log_err("stdout: %s", strerror(w->out_errno));
@@ -662,6 +487,10 @@ run(struct watcher *w)
 
 		if (w->recheck_at && w->recheck_at < wake)
 			wake = w->recheck_at;
+		if (w->hold_wake && w->hold_wake < wake)
+			wake = w->hold_wake;
+		if (w->pace_wake && w->pace_wake < wake)
+			wake = w->pace_wake;
 		if (w->dirty && w->save_at && w->save_at < wake)
 			wake = w->save_at;
 		if (w->next_prune < wake)
@@ -704,6 +533,10 @@ run(struct watcher *w)
 			w->recheck_at = 0;
 			from_timer = w->news.look = 1;
 		}
+		if (w->hold_wake && now >= w->hold_wake) {
+			w->hold_wake = 0;
+			flags |= RC_FORCE; /* a hold ran out: the map decides now */
+		}
 		if (w->news.look || flags) {
 			w->news.look = 0;
 			reconcile(w, flags, from_timer);
@@ -714,6 +547,8 @@ run(struct watcher *w)
 		}
 		if (w->out_errno || got_term)
 			return finish(w, STOP_DRAIN_MS);
+		outbox_emit(w);
+		outbox_confirm(w);
 		maybe_save(w, mono_ms());
 		if (now >= w->next_prune) {
 			store_prune(&w->st, &w->cur, w->o.node);
@@ -743,23 +578,37 @@ static void
 setup(struct watcher *w)
 {
 	char err[512];
+	struct saved sv;
 	int found;
 
 	if (fcntl(STDOUT_FILENO, F_GETFL) < 0)
 		die(EXIT_OSERR, "stdout: %s", strerror(errno));
 	if (store_open(&w->st, w->o.state_dir, err, sizeof err) < 0)
 		die(EXIT_OSERR, "%s", err);
-	switch (store_load(&w->st, &w->cur, &found, err, sizeof err)) {
+	switch (store_load(&w->st, &sv, &found, err, sizeof err)) {
 	case -1:
 		die(EXIT_OSERR, "%s", err);
 	case -2:
 		die(EXIT_DATAERR, "%s; remove it to start afresh", err);
 	}
 	w->first_run = !found;
+	w->cur = sv.map;
+	w->seq = sv.seq;
+	w->box = sv.box;
+	w->nbox = sv.nbox;
+	w->held = sv.held;
+	w->nheld = sv.nheld;
+	if (w->nbox)
+		log_info("%zu event(s) printed before and not confirmed: printing them again",
+		         w->nbox);
 	/* Big buffers (a 10,000-guest .vmlist) go back to the system when freed. */
 	mallopt(M_MMAP_THRESHOLD, 64 * 1024);
 	setup_signals(w);
-	output_init(&w->out, STDOUT_FILENO, w->o.json, w->o.node, &got_term);
+	output_init(&w->out, STDOUT_FILENO, w->o.json, w->o.seq, w->o.node, &got_term);
+	if (w->o.seq) {
+		w->confirm_path = seqfile_path(w->o.state_dir);
+		outbox_confirm(w);
+	}
 	vmlist_source_init(&w->src, w->o.pve_dir, w->o.node);
 	watches_open(&w->ws, w->o.pve_dir, w->o.node);
 	watches_sync(&w->ws);
@@ -778,10 +627,13 @@ main(int argc, char **argv)
 	setup(&w);
 
 	reconcile(&w, RC_FORCE | RC_FULL, 0);
+	outbox_emit(&w); /* the events of an earlier run, also without a map now */
 	if (!w.broken)
 		log_info("%s: node %s: %s", w.o.pve_dir, w.o.node, w.status);
 	if (w.o.once) {
-		rc = w.broken ? EXIT_TEMPFAIL : finish(&w, -1);
+		rc = finish(&w, -1);
+		if (w.broken && !rc)
+			rc = EXIT_TEMPFAIL;
 	} else {
 		sd_notify_msg("READY=1");
 		w.next_tick = mono_ms() + w.o.interval_ms;
@@ -793,6 +645,8 @@ main(int argc, char **argv)
 	output_free(&w.out);
 	store_close(&w.st);
 	vmlist_free(&w.cur);
+	outbox_free(&w);
+	free(w.held);
 	free(w.news.hints);
 	free(w.o.pve_dir);
 	free(w.o.state_dir);

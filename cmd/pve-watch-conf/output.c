@@ -1,11 +1,13 @@
 /* The map diff and the event lines on stdout. */
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -95,13 +97,15 @@ events_initial(const struct vmlist *m, const char *node, struct event **out)
 }
 
 void
-output_init(struct output *o, int fd, int json, const char *node, volatile sig_atomic_t *stop)
+output_init(struct output *o, int fd, int json, int seq, const char *node,
+            volatile sig_atomic_t *stop)
 {
 	struct stat st;
 
 	memset(o, 0, sizeof *o);
 	o->fd = fd;
 	o->json = json;
+	o->seq = seq;
 	o->node = node;
 	o->stop = stop;
 	o->fifo = fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
@@ -132,28 +136,37 @@ json_string(struct buf *b, const char *s)
 
 /* RFC 3339, UTC, milliseconds: 2024-05-01T12:00:00.123Z */
 static void
-json_time(struct buf *b)
+json_time(struct buf *b, int64_t ms)
 {
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
 	char s[40];
 
-	utc_time_now(s, sizeof s, 3);
-	buf_printf(b, "\"%sZ\"", s);
+	gmtime_r(&secs, &tm);
+	strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+	buf_printf(b, "\"%s.%03dZ\"", s, (int)(ms % 1000));
 }
 
 static void
-format(struct output *o, const struct event *e, const char *conf)
+format(struct output *o, const struct pending *p)
 {
+	const struct event *e = &p->ev;
 	struct buf *b = &o->line;
 
 	buf_reset(b);
 	if (!o->json) {
+		if (o->seq)
+			buf_printf(b, "%" PRIu64 " ", p->seq);
 		buf_printf(b, "%s %u %s %s %s\n", guest_event_name(e->kind), e->vmid,
-		           guest_type_name(e->type), e->peer[0] ? e->peer : "-", conf ? conf : "-");
+		           guest_type_name(e->type), e->peer[0] ? e->peer : "-",
+		           p->conf ? p->conf : "-");
 		return;
 	}
-	buf_printf(b,
-	           "{\"event\":\"%s\",\"vmid\":%u,\"type\":\"%s\",\"node\":", guest_event_name(e->kind),
-	           e->vmid, guest_type_name(e->type));
+	buf_puts(b, "{");
+	if (o->seq)
+		buf_printf(b, "\"seq\":%" PRIu64 ",", p->seq);
+	buf_printf(b, "\"event\":\"%s\",\"vmid\":%u,\"type\":\"%s\",\"node\":",
+	           guest_event_name(e->kind), e->vmid, guest_type_name(e->type));
 	json_string(b, o->node);
 	buf_puts(b, ",\"peer\":");
 	if (e->peer[0])
@@ -161,21 +174,21 @@ format(struct output *o, const struct event *e, const char *conf)
 	else
 		buf_puts(b, "null");
 	buf_puts(b, ",\"config\":");
-	if (conf)
-		json_string(b, conf);
+	if (p->conf)
+		json_string(b, p->conf);
 	else
 		buf_puts(b, "null");
 	buf_puts(b, ",\"time\":");
-	json_time(b);
+	json_time(b, p->time_ms);
 	buf_puts(b, "}\n");
 }
 
 int
-output_event(struct output *o, const struct event *e, const char *conf)
+output_event(struct output *o, const struct pending *p)
 {
 	size_t off = 0;
 
-	format(o, e, conf);
+	format(o, p);
 	while (off < o->line.len) {
 		ssize_t n = write(o->fd, o->line.data + off, o->line.len - off);
 
@@ -188,9 +201,9 @@ output_event(struct output *o, const struct event *e, const char *conf)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			/* A non-blocking pipe that is full: wait for room (signals
 			 * are deliverable here, so a stop still gets through). */
-			struct pollfd p = { o->fd, POLLOUT, 0 };
+			struct pollfd pf = { o->fd, POLLOUT, 0 };
 
-			if (poll(&p, 1, -1) < 0 && errno == EINTR && off == 0 && *o->stop)
+			if (poll(&pf, 1, -1) < 0 && errno == EINTR && off == 0 && *o->stop)
 				return -2;
 			continue;
 		}

@@ -53,7 +53,7 @@ teardown() {
 	pmxcfs-sim create "$PVE" pve2 qemu 200
 	run -0 --separate-stderr pve-watch-conf --pve-dir "$PVE" --node pve1 --state-dir "$STATE" --once
 	assert_output ""
-	assert_equal "$(cat "$STATE/watch/owners")" "$(printf 'pve-watch-conf 1\n100 qemu pve1\n101 lxc pve1\n200 qemu pve2')"
+	assert_equal "$(cat "$STATE/watch/owners")" "$(printf 'pve-watch-conf 2\nseq 0\n100 qemu pve1\n101 lxc pve1\n200 qemu pve2')"
 	assert_files_equal "$STATE/watch/guests/qemu-server/100.conf" "$FIXTURES/conf/qemu-plain.conf"
 	assert_files_equal "$STATE/watch/guests/lxc/101.conf" "$FIXTURES/conf/lxc-debian-002.conf"
 	assert_file_not_exists "$STATE/watch/guests/qemu-server/200.conf"
