@@ -1,5 +1,7 @@
-/* run-hooks --events: the input, "EVENT VMID TYPE PEER CONF" lines, taken
- * in whole lines, journaled in one synced write per read, then queued. */
+/* run-hooks --events: the input, "EVENT VMID TYPE PEER CONF" lines, or
+ * "SEQ EVENT VMID TYPE PEER CONF" from pve-watch-conf --seq, taken in whole
+ * lines, journaled in one synced write per read, then confirmed to the
+ * watcher (STATE/run-hooks/confirmed) and queued. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "seqfile.h"
 
 static int
 parse_event(struct event *e, char *err, size_t errlen)
@@ -16,6 +19,18 @@ parse_event(struct event *e, char *err, size_t errlen)
 	char *f[4], *p;
 
 	p = e->fields = xstrdup(e->je.line);
+	if (*p >= '0' && *p <= '9') {
+		/* pve-watch-conf --seq: the event's number first */
+		char *end;
+
+		errno = 0;
+		e->wseq = strtoull(p, &end, 10);
+		if (errno || *end != ' ' || e->wseq == 0) {
+			snprintf(err, errlen, "bad sequence number \"%.64s\"", p);
+			return -1;
+		}
+		p = end + 1;
+	}
 	for (int i = 0; i < 4; i++) {
 		char *sp = strchr(p, ' ');
 		if (!sp || sp == p) {
@@ -125,12 +140,37 @@ take_lines(struct events *evs, int at_eof)
 		batch[n++] = &e->je;
 	}
 	buf_consume(&evs->input, off);
-	if (n)
-		journal_add(&evs->journal, batch, n);
+	if (n && journal_add(&evs->journal, batch, n) == 0) {
+		uint64_t top = 0;
+
+		for (size_t i = 0; i < n; i++)
+			if (events[i]->wseq > top)
+				top = events[i]->wseq;
+		confirm_upto(evs, top);
+	}
 	for (size_t i = 0; i < n; i++)
 		enqueue(evs, events[i]);
 	free(batch);
 	free(events);
+}
+
+void
+confirm_upto(struct events *evs, uint64_t seq)
+{
+	if (seq <= evs->confirmed)
+		return;
+	if (seqfile_write(evs->confirm_path, seq) < 0) {
+		/* Not confirmed: the watcher prints them again, nothing is lost. */
+		if (!evs->confirm_failing)
+			log_err("%s: %s; the watcher will print these events again", evs->confirm_path,
+			        strerror(errno));
+		evs->confirm_failing = 1;
+		return;
+	}
+	if (evs->confirm_failing)
+		log_info("%s: writable again", evs->confirm_path);
+	evs->confirm_failing = 0;
+	evs->confirmed = seq;
 }
 
 /* One read; 0 at EOF or a read error (which ends the input too). */

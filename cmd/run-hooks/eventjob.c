@@ -102,6 +102,7 @@ advance(struct events *evs, struct job *j)
 			.mode = OUT_LOG,
 			.stdin_null = 1,
 			.vmid = j->ev->vmid,
+			.hold_fd = evs->journal.hooks_fd,
 		};
 		int rc;
 

@@ -13,6 +13,7 @@
 
 #include "events.h"
 #include "log.h"
+#include "seqfile.h"
 
 static struct ev_guest *
 guest_get(struct events *evs, uint32_t vmid)
@@ -212,6 +213,7 @@ static void
 replay(struct events *evs, struct journal_entry *pending, size_t n)
 {
 	size_t good = 0;
+	uint64_t top = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		char *where =
@@ -224,10 +226,14 @@ replay(struct events *evs, struct journal_entry *pending, size_t n)
 			continue;
 		}
 		e->je.seq = pending[i].seq;
+		if (e->wseq > top)
+			top = e->wseq;
 		enqueue(evs, e);
 		good++;
 	}
 	free(pending);
+	/* Journaled before a crash that came before their confirmation. */
+	confirm_upto(evs, top);
 	if (good)
 		log_info("replaying %zu unfinished event%s from %s", good, good == 1 ? "" : "s",
 		         evs->journal.path);
@@ -282,6 +288,12 @@ events_run(const struct opts *o)
 	if (journal_open(&evs->journal, o->state_dir, &pending, &npending, &code) < 0)
 		return code;
 	evs->jobs = xcalloc(o->jobs, sizeof *evs->jobs);
+	evs->confirm_path = seqfile_path(o->state_dir);
+	if (seqfile_read(evs->confirm_path, &evs->confirmed) < 0) {
+		log_warn("%s: %s; writing it anew", evs->confirm_path,
+		         errno == EINVAL ? "not a sequence number" : strerror(errno));
+		evs->confirmed = 0;
+	}
 	replay(evs, pending, npending);
 	loop(evs);
 
@@ -298,6 +310,7 @@ events_run(const struct opts *o)
 	free(evs->hook_dirs[0]);
 	free(evs->hook_dirs[1]);
 	buf_free(&evs->input);
+	free(evs->confirm_path);
 	journal_close(&evs->journal);
 	if (evs->bad_input)
 		return EXIT_DATAERR;

@@ -20,6 +20,7 @@
 
 struct event {
 	struct journal_entry je; /* seq and the line as read */
+	uint64_t wseq;           /* pve-watch-conf --seq's number; 0: none */
 	char *fields;            /* a copy of the line, split in place */
 	enum guest_event kind;
 	uint32_t vmid;
@@ -64,6 +65,11 @@ struct events {
 	struct buf input;
 	int skipping_long;
 	int hook_failed, bad_input;
+	/* STATE/run-hooks/confirmed (lib/seqfile): the watcher's number of
+	 * the last event journaled, and its value. */
+	char *confirm_path;
+	uint64_t confirmed;
+	int confirm_failing;
 };
 
 /* events.c */
@@ -80,6 +86,8 @@ void event_free(struct event *e);
 /* One read; 0 at EOF or a read error (which ends the input too). */
 int read_input(struct events *evs);
 void drain_input(struct events *evs);
+/* Tells pve-watch-conf --seq that every event up to seq is journaled. */
+void confirm_upto(struct events *evs, uint64_t seq);
 
 /* eventjob.c */
 void start_event(struct events *evs, struct job *j, struct ev_guest *g);

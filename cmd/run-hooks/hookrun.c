@@ -40,6 +40,7 @@ hookrun_start(struct hookrun *r, const struct hookspec *h, const struct opts *o)
 		.fd_err = h->mode == OUT_INHERIT ? PROC_INHERIT : PROC_PIPE,
 		.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 0,
 		.kill_after_ms = o->kill_after_ms,
+		.fd_hold = h->hold_fd,
 	};
 	char **sd = NULL;
 	int rc, e;

@@ -140,6 +140,41 @@ replace(struct journal *j, const struct buf *b)
 	return 0;
 }
 
+/* The hooks of a run that was killed may still be on their way out (their
+ * supervisors stop them when run-hooks dies, and a hook may take up to
+ * --kill-after to go): their events are replayed only once they are gone,
+ * so one guest's hooks never overlap. */
+static int
+take_hooks_lock(struct journal *j, const char *dir)
+{
+	char *path = xasprintf("%s/hooks.lock", dir);
+	int rc = -1;
+
+	j->hooks_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (j->hooks_fd < 0) {
+		log_err("%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (flock(j->hooks_fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK) {
+			log_err("%s: %s", path, strerror(errno));
+			goto out;
+		}
+		log_info("%s: waiting for the hooks of an earlier run to end", dir);
+		while (flock(j->hooks_fd, LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				log_err("%s: %s", path, strerror(errno));
+				goto out;
+			}
+		}
+		log_info("%s: the hooks of the earlier run have ended", dir);
+	}
+	rc = 0;
+out:
+	free(path);
+	return rc;
+}
+
 int
 journal_open(struct journal *j, const char *state_dir, struct journal_entry **pending,
              size_t *npending, int *code)
@@ -150,7 +185,7 @@ journal_open(struct journal *j, const char *state_dir, struct journal_entry **pe
 	int rc = -1;
 
 	memset(j, 0, sizeof *j);
-	j->fd = j->lock_fd = j->dir_fd = -1;
+	j->fd = j->lock_fd = j->dir_fd = j->hooks_fd = -1;
 	j->next_seq = 1;
 	j->path = xasprintf("%s/journal", dir);
 	*pending = NULL;
@@ -174,6 +209,8 @@ journal_open(struct journal *j, const char *state_dir, struct journal_entry **pe
 			log_err("%s: %s", lock, strerror(errno));
 		goto out;
 	}
+	if (take_hooks_lock(j, dir) < 0)
+		goto out;
 	if (read_file(j->path, JOURNAL_READ_MAX, &old) < 0 && errno != ENOENT) {
 		log_err("%s: %s", j->path, strerror(errno));
 		goto out;
@@ -204,7 +241,7 @@ out:
 	return rc;
 }
 
-void
+int
 journal_add(struct journal *j, struct journal_entry *const *e, size_t n)
 {
 	struct buf b = { 0 };
@@ -214,6 +251,7 @@ journal_add(struct journal *j, struct journal_entry *const *e, size_t n)
 	render(&b, (const struct journal_entry *const *)e, n);
 	append(j, &b, 1);
 	buf_free(&b);
+	return j->failing ? -1 : 0;
 }
 
 void
@@ -265,7 +303,9 @@ journal_close(struct journal *j)
 		close(j->dir_fd);
 	if (j->lock_fd >= 0)
 		close(j->lock_fd);
+	if (j->hooks_fd >= 0)
+		close(j->hooks_fd);
 	free(j->path);
 	memset(j, 0, sizeof *j);
-	j->fd = j->dir_fd = j->lock_fd = -1;
+	j->fd = j->dir_fd = j->lock_fd = j->hooks_fd = -1;
 }

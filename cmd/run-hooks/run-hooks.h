@@ -81,6 +81,7 @@ struct hookspec {
 	const char *label; /* OUT_LOG */
 	int stdin_null;
 	uint32_t vmid; /* --systemd-run: part of the unit's name, 0: none */
+	int hold_fd;   /* 0, or a descriptor the supervisor keeps (lib/proc fd_hold) */
 };
 
 /* Each running hook uses three pollfd slots. */
@@ -104,6 +105,10 @@ int events_run(const struct opts *o);
 /* journal.c: events read but not finished, kept across a crash. */
 struct journal {
 	int fd, lock_fd, dir_fd;
+	/* STATE/run-hooks/hooks.lock: held by run-hooks and by each hook's
+	 * supervisor (lib/proc fd_hold) until its hook and all it started are
+	 * gone, so a restart waits for the hooks of a run that was killed. */
+	int hooks_fd;
 	char *path;
 	off_t size;
 	uint64_t next_seq;
@@ -117,8 +122,9 @@ struct journal_entry {
  * entries in order. 0, -1 with a message already logged and *code set. */
 int journal_open(struct journal *j, const char *state_dir, struct journal_entry **pending,
                  size_t *npending, int *code);
-/* Appends "E" entries, assigning their seq numbers, and syncs. */
-void journal_add(struct journal *j, struct journal_entry *const *e, size_t n);
+/* Appends "E" entries, assigning their seq numbers, and syncs. 0, or -1
+ * when they could not be written (said once). */
+int journal_add(struct journal *j, struct journal_entry *const *e, size_t n);
 void journal_done(struct journal *j, uint64_t seq);
 /* Called when nothing is outstanding: empties the journal. */
 void journal_clear(struct journal *j);

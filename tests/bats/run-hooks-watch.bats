@@ -33,7 +33,7 @@ pipeline() {
 	wait_until 10 test -S "$NOTIFY_SOCKET"
 	export NOTIFY_SOCKET
 	start_bg setsid bash -c 'set -o pipefail
-		pve-watch-conf --pve-dir "$1" --node pve1 --state-dir "$2" --interval 0.1 |
+		pve-watch-conf --pve-dir "$1" --node pve1 --state-dir "$2" --interval 0.1 --seq |
 		run-hooks --events "$3" --state-dir "$2" --node pve1' _ "$PVE" "$T/state" "$H"
 	PIPE=$BG_PID
 	unset NOTIFY_SOCKET
@@ -43,7 +43,7 @@ pipeline() {
 	command -v systemd-analyze >/dev/null || skip "systemd-analyze is not installed"
 	run -0 bash -c "systemd-analyze verify --man=no '$UNIT' 2>&1 | grep -v 'is not executable' || true"
 	assert_output ''
-	grep -qx 'ExecStart=/bin/bash -c .set -o pipefail; /usr/bin/pve-watch-conf | /usr/bin/run-hooks --events /etc/pvekit --systemd-run.' "$UNIT"
+	grep -qx 'ExecStart=/bin/bash -c .set -o pipefail; /usr/bin/pve-watch-conf --seq --state-dir /var/lib/pvekit | /usr/bin/run-hooks --events /etc/pvekit --systemd-run --state-dir /var/lib/pvekit.' "$UNIT"
 	grep -qx 'Type=notify' "$UNIT"
 	grep -qx 'NotifyAccess=all' "$UNIT"
 	grep -qx 'PartOf=pve-cluster.service' "$UNIT"
@@ -94,7 +94,7 @@ pipeline() {
 	make_pve
 	rmdir "$H/up.d" "$H/down.d" "$H"
 	run -78 timeout 30 bash -c 'set -o pipefail
-		pve-watch-conf --pve-dir "$1" --node pve1 --state-dir "$2" --interval 0.1 |
+		pve-watch-conf --pve-dir "$1" --node pve1 --state-dir "$2" --interval 0.1 --seq |
 		run-hooks --events "$3" --state-dir "$2" --node pve1' _ "$PVE" "$T/state" "$H"
 	[[ $output == *"run-hooks: $H: No such file or directory"* ]]
 }
