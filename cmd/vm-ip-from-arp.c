@@ -342,7 +342,7 @@ main(int argc, char **argv)
 			owned[i] = g[i].vmid;
 		int r = ipfile_sync(o.config_dir, v, n,
 		                    o.replace ? IPFILE_REPLACE : IPFILE_KEEP_UNSEEN, owned, ng,
-		                    o.prune ? &l : NULL);
+		                    o.prune ? &l : NULL, o.pve_dir);
 
 		if (r < 0)
 			rc = r == IPFILE_REFUSED ? EXIT_CANTCREAT : EXIT_TEMPFAIL;

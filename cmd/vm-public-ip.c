@@ -417,7 +417,7 @@ main(int argc, char **argv)
 	vm_ip_print(f.v, f.n);
 	if (!o.print_only) {
 		int r = ipfile_sync(o.config_dir, f.v, f.n, IPFILE_REPLACE, NULL, 0,
-		                    o.prune ? &l : NULL);
+		                    o.prune ? &l : NULL, o.pve_dir);
 
 		if (r < 0)
 			rc = r == IPFILE_REFUSED ? EXIT_CANTCREAT : EXIT_TEMPFAIL;

@@ -281,7 +281,8 @@ ipfile_update(const char *dir, const struct vm_ip *found, size_t n, enum ipfile_
 }
 
 int
-ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st)
+ipfile_prune(const char *dir, const struct vmlist *l, const char *pve_dir,
+             struct ipfile_stats *st)
 {
 	DIR *d = opendir(dir);
 	struct dirent *de;
@@ -298,6 +299,12 @@ ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st)
 
 		if (parse_vmid(de->d_name, &vmid) < 0 || vmlist_find(l, vmid))
 			continue;
+		if (pve_dir && guest_conf_anywhere(pve_dir, vmid) != 0) {
+			log_warn("%s/%s: kept: guest %u is missing from the owner map, but a config "
+			         "of it is still there",
+			         dir, de->d_name, vmid);
+			continue;
+		}
 		if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
 			int e = errno;
 			char *path = xasprintf("%s/%s", dir, de->d_name);
@@ -320,7 +327,8 @@ ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st)
 
 int
 ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n, enum ipfile_merge merge,
-            const uint32_t *owned, size_t nowned, const struct vmlist *prune_by)
+            const uint32_t *owned, size_t nowned, const struct vmlist *prune_by,
+            const char *pve_dir)
 {
 	char *dir = xasprintf("%s/%s", config_dir, IPFILE_SUBDIR);
 	struct ipfile_stats st = { 0 };
@@ -328,7 +336,7 @@ ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n, enum ip
 
 	if (ipfile_update(dir, found, n, merge, owned, nowned, &st) < 0)
 		rc = IPFILE_RETRY;
-	if (prune_by && ipfile_prune(dir, prune_by, &st) < 0)
+	if (prune_by && ipfile_prune(dir, prune_by, pve_dir, &st) < 0)
 		rc = IPFILE_RETRY;
 	if (st.refused) {
 		log_err("%s: %u change(s) refused by the file system (not for want of quorum: "

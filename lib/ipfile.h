@@ -54,11 +54,15 @@ int ipfile_update(const char *dir, const struct vm_ip *found, size_t n, enum ipf
                   const uint32_t *owned, size_t nowned, struct ipfile_stats *st);
 
 /* Removes DIR/VMID for every VMID that is no longer a guest anywhere in
- * the cluster (absent from the vmlist). Other names are left alone.
- * Returns 0, or -1 when DIR could not be read or a removal failed. */
-int ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *st);
+ * the cluster: absent from the vmlist and, with pve_dir, with no config
+ * under any node of PVE_DIR/nodes (a map that parses but lacks guests,
+ * such as {"version": 9}, removes nothing then). Other names are left
+ * alone. Returns 0, or -1 when DIR could not be read or a removal failed. */
+int ipfile_prune(const char *dir, const struct vmlist *l, const char *pve_dir,
+                 struct ipfile_stats *st);
 
-/* Both of the above on CONFIG_DIR/failoverip (prune only with a vmlist).
+/* Both of the above on CONFIG_DIR/failoverip (prune only with a vmlist,
+ * checked against the configs under pve_dir when it is not NULL).
  * 0, or after logging why: IPFILE_RETRY when a change failed for a reason
  * that passes (pmxcfs refuses writes without quorum with EACCES: exit
  * "try again later"), IPFILE_REFUSED when the file system refused one for
@@ -66,6 +70,6 @@ int ipfile_prune(const char *dir, const struct vmlist *l, struct ipfile_stats *s
 enum { IPFILE_RETRY = -1, IPFILE_REFUSED = -2 };
 int ipfile_sync(const char *config_dir, const struct vm_ip *found, size_t n,
                 enum ipfile_merge merge, const uint32_t *owned, size_t nowned,
-                const struct vmlist *prune_by);
+                const struct vmlist *prune_by, const char *pve_dir);
 
 #endif

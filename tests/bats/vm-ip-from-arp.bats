@@ -277,6 +277,19 @@ EOF
 	assert_file_exists "$CFG/failoverip/999"
 }
 
+@test "vm-ip-from-arp: a .vmlist listing no guest while their configs are there removes no file" {
+	standard_guests
+	run -0 from_arp
+	assert_file_exists "$CFG/failoverip/100"
+	before=$(ls "$CFG/failoverip")
+	rm -f "$PVE/.vmlist"
+	echo '{"version": 9}' >"$PVE/.vmlist"
+	run -0 from_arp
+	assert_equal "$(ls "$CFG/failoverip")" "$before"
+	assert_line --partial "failoverip/100: kept: guest 100 is missing from the owner map, but a config of it is still there"
+	refute_line --partial "removed"
+}
+
 @test "vm-ip-from-arp: --probe resolves silent addresses in parallel, with one deadline" {
 	standard_guests
 	guest_nic BC:24:11:00:01:04 100.128.0.104 2001:db9::104
