@@ -201,8 +201,13 @@ journal_open(struct journal *j, const char *state_dir, struct journal_entry **pe
 		log_err("%s: %s", lock, strerror(errno));
 		goto out;
 	}
-	if (flock(j->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK) {
+	/* A POSIX record lock: a fork does not inherit it, so a hook's
+	 * supervisor never holds it, not even between its fork and closing
+	 * our descriptors (a restart right after a SIGKILL then found it
+	 * taken). The supervisors hold hooks.lock instead. */
+	if (fcntl(j->lock_fd, F_SETLK, &(struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET }) <
+	    0) {
+		if (errno == EAGAIN || errno == EACCES) {
 			log_err("%s: in use by another run-hooks --events", dir);
 			*code = EXIT_TEMPFAIL;
 		} else

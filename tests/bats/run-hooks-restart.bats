@@ -105,8 +105,32 @@ no_overlap() {
 	kill -KILL "$parent"
 	exec 7>&-
 	# the supervisor goes on once the delay is over, and ends
-	wait_until 20 grep -q "^$rh +++ exited" "$T/strace" || { cat "$T/strace" "$T/err"; false; }
+	wait_until 20 grep -Eq "^$rh +\+\+\+ exited" "$T/strace" || { cat "$T/strace" "$T/err"; false; }
 	assert_file_not_exists "$T/log"
+}
+
+@test "restarted while a supervisor of the killed run is held before it could close our descriptors: no exit 75, the replay waits for it" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	printf '#!/bin/sh\necho "start $PVEKIT_VMID" >>%s\n' "$T/log" >"$H/up.d/10-rec"
+	chmod +x "$H/up.d/10-rec"
+	mkfifo "$T/in"
+	exec 7<>"$T/in"
+	start_bg strace -f -o "$T/strace" -e trace=prctl -e inject=prctl:delay_enter=5s:when=1 \
+		bash -c 'exec run-hooks --events "$1" --state-dir "$2" --node pve1 <"$3" 7>&- 2>>"$4"' \
+		- "$H" "$S" "$T/in" "$T/err"
+	echo 'create 100 qemu - /c100' >&7
+	wait_until 20 grep -q 'prctl(PR_SET_CHILD_SUBREAPER' "$T/strace"
+	rh=$(awk '$2 ~ /^prctl\(PR_SET_CHILD_SUBREAPER/ { print $1; exit }' "$T/strace")
+	parent=$(awk '/^PPid:/ { print $2 }' "/proc/$rh/status")
+	kill -KILL "$parent"
+	exec 7>&-
+	# the held supervisor still has every descriptor of the killed run
+	kill -0 "$rh"
+	run -0 --separate-stderr run-hooks --events "$H" --state-dir "$S" --node pve1 </dev/null
+	[[ $stderr == *"$S/run-hooks: waiting for the hooks of an earlier run to end"* ]]
+	grep -Eq "^$rh +\+\+\+ exited" "$T/strace"
+	# the replay ran it once; the orphaned supervisor started nothing
+	assert_equal "$(cat "$T/log")" "start 100"
 }
 
 @test "--seq lines: the number is no part of the hook's view; each batch is journaled, then confirmed in STATE/run-hooks/confirmed" {
