@@ -70,29 +70,6 @@ static const char help_text[] =
     "  -h, --help              this help\n"
     "  -V, --version           print the version\n";
 
-/* "5", "0.5" (seconds) or "500ms". */
-static int
-parse_timeout(const char *s, int *ms)
-{
-	size_t n = strlen(s);
-	double v;
-
-	if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
-		char *num = xstrndup(s, n - 2);
-		int rc = parse_seconds(num, &v);
-		free(num);
-		v /= 1000;
-		if (rc < 0)
-			return -1;
-	} else if (parse_seconds(s, &v) < 0) {
-		return -1;
-	}
-	if (v <= 0 || v > 600)
-		return -1;
-	*ms = (int)(v * 1000 + 0.5);
-	return *ms > 0 ? 0 : -1;
-}
-
 static void
 add_ct_pid(struct opts *o, const char *arg)
 {
@@ -163,10 +140,7 @@ parse_args(int argc, char **argv, struct opts *o)
 			o->print_only = 1;
 			break;
 		case O_TIMEOUT:
-			if (parse_timeout(optarg, &o->timeout_ms) < 0)
-				usage_error("--timeout %s: want seconds from 0.001 to 600, or "
-				            "milliseconds as in 500ms",
-				            optarg);
+			o->timeout_ms = (int)opt_duration_ms("--timeout", optarg, 1, 600000);
 			break;
 		case O_MAX_ADDRESSES:
 			o->max_addresses =

@@ -2,7 +2,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "alloc.h"
 #include "log.h"
 #include "node.h"
 #include "opt.h"
@@ -70,6 +72,27 @@ opt_seconds(const char *opt, const char *arg, double min, double max)
 		return v;
 	/* %.10g: 1e9 as 1000000000, 0.05 as 0.05 */
 	usage_error("%s %s: want seconds from %.10g to %.10g", opt, arg, min, max);
+}
+
+int64_t
+opt_duration_ms(const char *opt, const char *arg, int64_t min_ms, int64_t max_ms)
+{
+	size_t n = strlen(arg);
+	double v;
+	int rc;
+
+	if (n > 2 && strcmp(arg + n - 2, "ms") == 0) {
+		char *num = xstrndup(arg, n - 2);
+		rc = parse_seconds(num, &v);
+		free(num);
+		v /= 1000;
+	} else {
+		rc = parse_seconds(arg, &v);
+	}
+	if (rc == 0 && v * 1000 <= (double)max_ms && (int64_t)(v * 1000 + 0.5) >= min_ms)
+		return (int64_t)(v * 1000 + 0.5);
+	usage_error("%s %s: want seconds from %.10g to %.10g, or milliseconds as in 500ms", opt,
+	            arg, min_ms / 1000.0, max_ms / 1000.0);
 }
 
 static unsigned long

@@ -6,6 +6,8 @@
 #ifndef PVEKIT_OPT_H
 #define PVEKIT_OPT_H
 
+#include <stdint.h>
+
 #include "parse.h"
 
 /* opt_seconds' max for "no upper bound" (parse_seconds' own limit). */
@@ -38,6 +40,9 @@ void opt_no_operands(int argc, char *const argv[]);
 double opt_seconds(const char *opt, const char *arg, double min, double max);
 /* Whole milliseconds from min to max. */
 unsigned long opt_ms(const char *opt, const char *arg, unsigned long min, unsigned long max);
+/* A duration in seconds ("5", "0.5") or milliseconds ("500ms"), returned
+ * in whole milliseconds (rounded), from min_ms to max_ms. */
+int64_t opt_duration_ms(const char *opt, const char *arg, int64_t min_ms, int64_t max_ms);
 /* A count from min to max. */
 unsigned long opt_count(const char *opt, const char *arg, unsigned long min, unsigned long max);
 /* A Proxmox node name (letters, digits, '-'); returns arg. */
