@@ -421,6 +421,44 @@ qm start 102"
 ha-manager set vm:101 --state started"
 }
 
+# ha_disarmed MODE: the HA stack disarmed cluster-wide (ha-manager
+# disarm-ha MODE), as the CRM master writes ha/manager_status, 101 an HA
+# resource in state started.
+ha_disarmed() {
+	mkdir -p "$PVE/ha"
+	printf 'vm: 101\n\tstate started\n' >"$PVE/ha/resources.cfg"
+	printf '{"service_status":{"vm:101":{"node":"pve1","state":"started"}},"disarm":{"state":"disarmed","mode":"%s"},"master_node":"pve1"}\n' "$1" \
+		>"$PVE/ha/manager_status"
+}
+
+@test "watch --restart: HA disarmed in mode ignore restarts through qm, as qm itself would" {
+	restart_setup
+	export PVEKIT_FAKE_PVE=$PVE
+	guest 101
+	ha_disarmed ignore
+	watch --restart --restart-wait 1
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 20 in_out "101 restart ok"
+	run cat "$T/calls"
+	assert_output "qm shutdown 101 --timeout 1
+qm start 101"
+}
+
+@test "watch --restart: HA disarmed in mode freeze holds the restart" {
+	restart_setup
+	export PVEKIT_FAKE_PVE=$PVE
+	guest 101
+	ha_disarmed freeze
+	watch --restart --restart-wait 1
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 10 in_out "101 restart held"
+	grep -q "101: guest agent failed; not restarting it: HA is disarmed (resource mode freeze)" "$T/err"
+	run cat "$T/calls"
+	assert_output ""
+}
+
 @test "watch --restart --max-restarts 1: the second failure within the window is held, not restarted" {
 	restart_setup
 	guest 101
