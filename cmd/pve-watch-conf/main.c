@@ -30,7 +30,10 @@
 #define PRUNE_EVERY_MS (3600 * 1000)
 #define STOP_DRAIN_MS 1000
 
-enum { RC_FORCE = 1, RC_FULL = 2 };
+/* How reconcile() reads the guest list: RECONCILE_FORCE reads it even when
+ * .version did not change; RECONCILE_FULL also refreshes the copy of every
+ * guest config, not only the changed ones, and prunes the store. */
+enum reconcile_flags { RECONCILE_FORCE = 1, RECONCILE_FULL = 2 };
 
 static const char usage_text[] =
     "usage: pve-watch-conf [--pve-dir DIR] [--node NAME] [--state-dir DIR]\n"
@@ -428,7 +431,7 @@ reconcile(struct watcher *w, int flags, int from_timer)
 		if (r > 0) {
 			if (w->src.from == VMLIST_FROM_SCAN)
 				stamp_scan_versions(w, &new);
-			apply(w, &new, flags & RC_FULL);
+			apply(w, &new, flags & RECONCILE_FULL);
 		}
 	}
 	/* While a look is scheduled, an unchanged map cannot have caught up:
@@ -509,7 +512,7 @@ run(struct watcher *w)
 		if (got_hup) {
 			got_hup = 0;
 			log_info("SIGHUP: reading everything again");
-			flags |= RC_FORCE | RC_FULL;
+			flags |= RECONCILE_FORCE | RECONCILE_FULL;
 		}
 		if (pfd[1].revents & POLLIN)
 			watches_read(&w->ws, w->o.node, &w->news);
@@ -517,13 +520,13 @@ run(struct watcher *w)
 			log_warn("inotify: event queue overflowed; reading everything again");
 			w->news.overflow = 0;
 			clear_hints(w);
-			flags |= RC_FORCE | RC_FULL;
+			flags |= RECONCILE_FORCE | RECONCILE_FULL;
 		}
 		now = mono_ms();
 		if (w->news.rearm || now >= w->next_tick) {
 			w->news.rearm = 0;
 			if (watches_sync(&w->ws) > 0)
-				flags |= RC_FORCE; /* what happened before the watch */
+				flags |= RECONCILE_FORCE; /* what happened before the watch */
 		}
 		if (now >= w->next_tick) {
 			w->next_tick = now + w->o.interval_ms;
@@ -535,7 +538,7 @@ run(struct watcher *w)
 		}
 		if (w->hold_wake && now >= w->hold_wake) {
 			w->hold_wake = 0;
-			flags |= RC_FORCE; /* a hold ran out: the map decides now */
+			flags |= RECONCILE_FORCE; /* a hold ran out: the map decides now */
 		}
 		if (w->news.look || flags) {
 			w->news.look = 0;
@@ -626,7 +629,7 @@ main(int argc, char **argv)
 	parse_options(argc, argv, &w.o);
 	setup(&w);
 
-	reconcile(&w, RC_FORCE | RC_FULL, 0);
+	reconcile(&w, RECONCILE_FORCE | RECONCILE_FULL, 0);
 	outbox_emit(&w); /* the events of an earlier run, also without a map now */
 	if (!w.broken)
 		log_info("%s: node %s: %s", w.o.pve_dir, w.o.node, w.status);
