@@ -285,8 +285,12 @@ events_run(const struct opts *o)
 
 	if (check_hook_dirs(evs) < 0)
 		return EXIT_CONFIG;
-	if (journal_open(&evs->journal, o->state_dir, &pending, &npending, &code) < 0)
+	if (journal_open(&evs->journal, o->state_dir, &pending, &npending, &code) < 0) {
+		journal_close(&evs->journal);
+		free(evs->hook_dirs[0]);
+		free(evs->hook_dirs[1]);
 		return code;
+	}
 	evs->jobs = xcalloc(o->jobs, sizeof *evs->jobs);
 	evs->confirm_path = seqfile_path(o->state_dir);
 	if (seqfile_read(evs->confirm_path, &evs->confirmed) < 0) {
