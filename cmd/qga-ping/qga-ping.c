@@ -98,9 +98,11 @@ static const char help_text[] =
     "                         0: never)\n"
     "      --restart          restart a guest whose agent failed (lock- and HA-aware)\n"
     "      --max-restarts N   at most N restarts of a guest within --restart-window (default 3)\n"
-    "      --restart-window S the window of --max-restarts (default 3600)\n"
+    "      --restart-window S\n"
+    "                         the window of --max-restarts (default 3600)\n"
     "      --restart-wait S   how long a shutdown may take before the hard stop (default 15)\n"
-    "      --restart-timeout S stop a restart that runs longer (default 2 * wait + 120)\n"
+    "      --restart-timeout S\n"
+    "                         stop a restart that runs longer (default 2 * wait + 120)\n"
     "  -h, --help             this help\n"
     "  -V, --version          print the version\n";
 
