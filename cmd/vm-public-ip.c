@@ -196,8 +196,11 @@ found_add(struct found *f, uint32_t vmid, const struct ipaddr *ip, int all)
 static void
 found_cap(struct found *f, size_t first, uint32_t vmid, size_t max)
 {
-	size_t n = vm_ip_sort_unique(f->v + first, f->n - first);
+	size_t n;
 
+	if (f->n == first) /* nothing (f->v may still be NULL) */
+		return;
+	n = vm_ip_sort_unique(f->v + first, f->n - first);
 	if (n > max) {
 		log_warn("guest %u: %zu addresses, more than --max-addresses %zu: kept the first %zu",
 		         vmid, n, max, max);
