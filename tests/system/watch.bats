@@ -177,7 +177,7 @@ end create 210"
 	ct_put /etc/systemd/system/pvekit-watch.service.d/timeout.conf <<-'EOF'
 		[Service]
 		ExecStart=
-		ExecStart=/bin/bash -c 'set -o pipefail; /usr/bin/pve-watch-conf | /usr/bin/run-hooks --events /etc/pvekit --systemd-run --timeout 2 --kill-after 1'
+		ExecStart=/bin/bash -c 'set -o pipefail; /usr/bin/pve-watch-conf --seq --state-dir /var/lib/pvekit | /usr/bin/run-hooks --events /etc/pvekit --systemd-run --state-dir /var/lib/pvekit --timeout 2 --kill-after 1'
 	EOF
 	ct_put /etc/pvekit/up.d/30-tree 0755 <<-'EOF'
 		#!/bin/bash
