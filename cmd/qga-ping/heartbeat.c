@@ -56,10 +56,19 @@ start_pings(struct watcher *w, int64_t now)
 	}
 }
 
+/* Failed, and in this QEMU: the failure of the instance a restart
+ * replaced stays open until an answer, but must not hide one of the new. */
+static int
+failed_now(const struct guest *g)
+{
+	return g->failed && g->failed_pid == g->pid;
+}
+
 static void
 declare_failed(struct watcher *w, struct guest *g)
 {
 	g->failed = 1;
+	g->failed_pid = g->pid;
 	log_err("%u: guest agent failed %u times in a row (QEMU %s): %s", g->vmid, g->misses,
 	        g->qemu_status, g->call.detail);
 	emit(w, g->vmid, "failed", qga_result_name(g->last_result),
@@ -106,7 +115,7 @@ on_qmp(struct watcher *w, struct guest *g)
 	const char *st = g->qmp.result == QMP_OK ? qmp_run_state(g->qmp.ret) : NULL;
 
 	g->checking = 0;
-	if (!g->watched || g->failed)
+	if (!g->watched || failed_now(g))
 		return;
 	if (st && qemu_status_hands_off(st, 1)) {
 		if (!g->pause_logged)
@@ -163,7 +172,7 @@ on_result(struct watcher *w, struct guest *g, int64_t now)
 	if (g->misses++ == 0)
 		g->miss_since = g->call.start_ms;
 	log_debug("%u: miss %u: %s", g->vmid, g->misses, g->call.detail);
-	if (g->misses < w->o->threshold || g->failed || g->checking)
+	if (g->misses < w->o->threshold || failed_now(g) || g->checking)
 		return;
 	/* Stopped since the last scan? That is not a failure. */
 	if (running_pid(w, g) == 0) {

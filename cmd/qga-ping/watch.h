@@ -58,6 +58,7 @@ struct guest {
 	int64_t arrived; /* when it came to this node (0: there at our start) */
 	/* heartbeat */
 	int watched, in_flight, first_round, failed, nosock_warned;
+	pid_t failed_pid; /* the QEMU that failed: a new one may fail anew */
 	unsigned misses;
 	int64_t grace_until, next_ping, last_ok, miss_since;
 	enum qga_result last_result;

@@ -476,6 +476,26 @@ qm start 101"
 	[ "$(count '^qm start' "$T/calls")" -eq 1 ]
 }
 
+@test "watch --restart: a restarted guest whose new agent never answers fails again, and --max-restarts holds it" {
+	restart_setup
+	guest 101
+	watch --restart --restart-wait 1 --max-restarts 1 --restart-window 3600
+	wait_until 10 in_out "101 watch running"
+	kill -STOP "$QGA_PID"
+	wait_until 20 in_out "101 restart ok"
+	wait_until 10 test -s "$T/agent-101"
+	wait_until 10 test -S "$RUN/101.qga"
+	# Silent before the watcher ever heard it: the failure of the old QEMU
+	# must not hide one of the new.
+	kill -STOP "$(cat "$T/agent-101")"
+	wait_until 10 in_out "101 watch start"
+	wait_until 10 bash -c "grep -c '^101 failed timeout' '$T/out' | grep -qx 2"
+	wait_until 10 in_out "101 restart held"
+	run grep -c '^101 recovered' "$T/out"
+	assert_output 0
+	[ "$(count '^qm start' "$T/calls")" -eq 1 ]
+}
+
 @test "--restart and its options need --watch and --restart" {
 	run -64 qga-ping --restart 101
 	assert_output --partial "qga-ping: --restart needs --watch"
