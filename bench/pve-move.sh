@@ -13,7 +13,8 @@
 #     Reported: wall time and its ratio, bytes written on the target
 #     (allocated in the end plus what temp held), temp space.
 #  2. throughput on incompressible data: 1 GiB of random bytes, pve-move vs
-#     ssh cat.
+#     ssh cat, and vs ssh cat with the file synced after it (pve-move syncs
+#     each disk before it counts as copied; cat does not).
 # Wall times include pve-move's API calls and ssh logins. The machine may be
 # shared: run it twice and compare.
 set -eu
@@ -131,11 +132,14 @@ proxmove_convert() {
 	rm -f "$T/dst/zvol-$name"
 }
 
+# ssh_cat FILE [sync]: ssh cat > file, and with "sync" the file synced
+# after it, as pve-move syncs each disk before it counts as copied
 ssh_cat() {
-	local file=$1 t0 t1
+	local file=$1 t0 t1 after=
+	[ "${2:-}" = sync ] && after=" && sync $T/dst/cat.img"
 	sync
 	t0=$(now_ns)
-	"${SSH[@]}" root@dst-host "cat > $T/dst/cat.img" <"$file"
+	"${SSH[@]}" root@dst-host "cat > $T/dst/cat.img$after" <"$file"
 	t1=$(now_ns)
 	echo "$(secs "$t0" "$t1") $(alloc "$T/dst/cat.img")"
 	rm -f "$T/dst/cat.img"
@@ -168,7 +172,10 @@ SIZE_MB=1024
 move_one raw "$T/rand.raw" ssh >"$T/res" || exit 1; read -r r_s r_b r_how r_rate <"$T/res"
 move_one raw "$T/rand.raw" local >"$T/res" || exit 1; read -r rh_s rh_b rh_how rh_rate <"$T/res"
 ssh_cat "$T/rand.raw" >"$T/res"; read -r c_s c_b <"$T/res"
+ssh_cat "$T/rand.raw" sync >"$T/res"; read -r cs_s cs_b <"$T/res"
 printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s (the copy alone: %s)\n' "$r_how" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$r_rate"
 printf '  pve-move, run on the source (%s): %6ss  %s MiB/s (the copy alone: %s)\n' "$rh_how" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rh_rate"
 printf '  ssh cat > file:                     %6ss  %s MiB/s\n' "$c_s" "$(awk -v s="$c_s" 'BEGIN { printf "%.0f", 1024 / s }')"
+printf '  ssh cat > file && sync file:         %6ss  %s MiB/s\n' "$cs_s" "$(awk -v s="$cs_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  throughput ratio (pve-move / ssh cat): %s (run on the source: %s)\n' "$(ratio "$r_s" "$c_s")" "$(ratio "$rh_s" "$c_s")"
+printf '  throughput ratio (pve-move / ssh cat && sync): %s (run on the source: %s)\n' "$(ratio "$r_s" "$cs_s")" "$(ratio "$rh_s" "$cs_s")"

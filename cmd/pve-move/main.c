@@ -250,6 +250,8 @@ main(int argc, char *argv[])
 		         "fingerprint= in a [pve:ALIAS] section pins a self-signed one instead");
 	if (http_global_init() < 0)
 		die(EXIT_OSERR, "curl: cannot initialise");
+	if (!m.dry_run)
+		ssh_mux_start();
 	login(&m.src, &m.rc, m.src_alias, insecure);
 	login(&m.dst, &m.rc, m.dst_alias, insecure);
 	check_node(&m);
@@ -263,6 +265,7 @@ main(int argc, char *argv[])
 		rc = 128 + SIGINT;
 	json_decref(m.src_resources);
 	json_decref(m.dst_resources);
+	ssh_mux_stop();
 	api_close(&m.src);
 	api_close(&m.dst);
 	http_global_cleanup();

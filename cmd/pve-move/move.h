@@ -116,6 +116,15 @@ struct ssh_opts {
 
 extern struct ssh_opts ssh_opts;
 
+/* One ssh connection per host for the whole run: later commands open a
+ * session on it instead of logging in again (ControlMaster, its socket in
+ * a private directory). Commands with forwards (-L/-R) log in on their own,
+ * so that no forward outlives its command. ssh_mux_stop() ends the masters
+ * (also run at exit); a master whose pve-move was killed ends 30 s after
+ * its last session. Without ssh_mux_start() every command logs in. */
+void ssh_mux_start(void);
+void ssh_mux_stop(void);
+
 /* Single-quotes s for the remote shell. Returns malloc'ed memory. */
 char *shq(const char *s);
 /* argv for running the shell command cmd on h (ssh, or sh -c here);
@@ -155,6 +164,8 @@ struct pipe_cmd {
 	char **src_argv, **dst_argv;
 	int src_fd; /* >= 0: read this file here instead of running src_argv */
 	int64_t idle_ms; /* no byte for this long: give up */
+	/* the source reports how far it got as "@OFFSET" lines on stderr */
+	int src_positions;
 	/* filled in */
 	struct buf src_err, dst_err;
 	int src_rc, dst_rc;
@@ -285,6 +296,13 @@ int native_move(struct move *m, struct guest *g, struct journal *jl);
 /* Allocates the target volume (once), copies, sets it on the target
  * guest. stage 1: ZFS first pass while running (others: nothing).
  * 0, or an exit code after a message. */
+/* sparse.c: raw to raw, data only (see there). The commands each end runs,
+ * for the plan of -n, and the copy. */
+char *sparse_send_cmd(const struct vol *v);
+char *sparse_receive_cmd(const struct vol *v, const char *dpath);
+int sparse_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
+                struct progress *pr);
+
 int disk_move(struct move *m, struct guest *g, struct vol *v, struct journal *jl, int stage);
 /* Removes pvekit's ZFS snapshots of v on both ends (after the last stage). */
 void disk_zfs_cleanup(struct move *m, struct guest *g, struct vol *v, struct journal *jl);

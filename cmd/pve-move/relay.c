@@ -168,6 +168,33 @@ read_into(int *fd, struct buf *b)
 	}
 }
 
+/* Takes the "@OFFSET" lines out of a source's stderr into p->done; the
+ * rest stays for the error message. */
+static void
+take_positions(struct buf *b, struct progress *p)
+{
+	size_t keep = 0, i = 0;
+
+	while (i < b->len) {
+		char *nl = memchr(b->data + i, '\n', b->len - i);
+		size_t end = nl ? (size_t)(nl - b->data) + 1 : b->len;
+
+		if (!nl && b->data[i] == '@')
+			break; /* the rest of this line comes later */
+		if (b->data[i] == '@')
+			p->done = strtoull(b->data + i + 1, NULL, 10);
+		else {
+			memmove(b->data + keep, b->data + i, end - i);
+			keep += end - i;
+		}
+		i = end;
+	}
+	memmove(b->data + keep, b->data + i, b->len - i);
+	b->len = keep + (b->len - i);
+	if (b->data)
+		b->data[b->len] = '\0';
+}
+
 int
 relay_pipe(struct pipe_cmd *pc, struct progress *p)
 {
@@ -211,8 +238,11 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 		}
 		if (r < 0 && errno != EINTR)
 			break;
-		if (f[1].revents)
+		if (f[1].revents) {
 			read_into(&se[0], &pc->src_err);
+			if (pc->src_positions)
+				take_positions(&pc->src_err, p);
+		}
 		if (f[2].revents)
 			read_into(&de[0], &pc->dst_err);
 		if (f[0].revents) {
@@ -240,7 +270,8 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 				break;
 			}
 			p->wire += (uint64_t)n;
-			p->done = p->wire;
+			if (!pc->src_positions)
+				p->done = p->wire;
 			last = mono_ms();
 			throttle(p->wire, p->start_ms);
 		} else if (mono_ms() - last > pc->idle_ms) {
@@ -270,13 +301,18 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 			snprintf(pc->why, sizeof pc->why, "interrupted");
 			ok = 0;
 		}
-		if (f[0].revents)
+		if (f[0].revents) {
 			read_into(&se[0], &pc->src_err);
+			if (pc->src_positions)
+				take_positions(&pc->src_err, p);
+		}
 		if (f[1].revents)
 			read_into(&de[0], &pc->dst_err);
 	}
 	pc->src_rc = collect(&ps);
 	pc->dst_rc = collect(&pd);
+	if (ok && pc->src_rc == 0 && pc->dst_rc == 0 && pc->src_positions)
+		p->done = p->total;
 	free(buf);
 	progress_show(p, 1);
 	return ok && pc->src_rc == 0 && pc->dst_rc == 0 ? 0 : -1;

@@ -17,6 +17,81 @@
 
 struct ssh_opts ssh_opts;
 
+#define MUX_MAX 16
+static char *mux_dir;
+static struct host mux_hosts[MUX_MAX];
+static size_t mux_n;
+
+void
+ssh_mux_start(void)
+{
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+	char *tmpl = xasprintf("%s/pve-move-ssh.XXXXXX", rt && *rt == '/' ? rt : "/tmp");
+
+	/* ssh's ControlPath is a Unix socket: its path must stay short */
+	if (strlen(tmpl) > 60 || !mkdtemp(tmpl)) {
+		log_debug("no ssh connection sharing: %s: %s", tmpl,
+		          strlen(tmpl) > 60 ? "path too long" : strerror(errno));
+		free(tmpl);
+		return;
+	}
+	mux_dir = tmpl;
+	atexit(ssh_mux_stop);
+}
+
+/* Remembers h as a host with a master to end. */
+static void
+mux_note(const struct host *h)
+{
+	for (size_t i = 0; i < mux_n; i++)
+		if (strcmp(mux_hosts[i].target, h->target) == 0 && mux_hosts[i].port == h->port)
+			return;
+	if (mux_n < MUX_MAX)
+		mux_hosts[mux_n++] = (struct host){ NULL, xstrdup(h->target), h->port };
+}
+
+void
+ssh_mux_stop(void)
+{
+	struct proc_status st;
+
+	if (!mux_dir)
+		return;
+	for (size_t i = 0; i < mux_n; i++) {
+		char *path = xasprintf("ControlPath=%s/%%C", mux_dir), port[16];
+		char *argv[16] = { "ssh" }, **a = argv + 1;
+		struct proc_spec s = { .path = "ssh", .search_path = 1, .argv = argv,
+			               .fd_in = PROC_DEVNULL, .fd_out = PROC_DEVNULL,
+			               .fd_err = PROC_DEVNULL, .timeout_ms = 5000,
+			               .kill_after_ms = 1000 };
+
+		if (ssh_opts.config) {
+			*a++ = "-F";
+			*a++ = (char *)ssh_opts.config;
+		}
+		*a++ = "-o";
+		*a++ = path;
+		*a++ = "-O";
+		*a++ = "exit";
+		if (mux_hosts[i].port) {
+			snprintf(port, sizeof port, "%d", mux_hosts[i].port);
+			*a++ = "-p";
+			*a++ = port;
+		}
+		*a++ = "--";
+		*a++ = (char *)mux_hosts[i].target;
+		*a = NULL;
+		proc_run(&s, &st);
+		free(path);
+		free((char *)mux_hosts[i].target);
+	}
+	mux_n = 0;
+	/* the masters remove their sockets as they end */
+	rmdir(mux_dir);
+	free(mux_dir);
+	mux_dir = NULL;
+}
+
 char *
 shq(const char *s)
 {
@@ -70,6 +145,18 @@ host_argv(const struct host *h, const char *cmd, char *const *extra)
 	if (h->port) {
 		v[n++] = xstrdup("-p");
 		v[n++] = xasprintf("%d", h->port);
+	}
+	if (mux_dir && !extra) {
+		mux_note(h);
+		v[n++] = xstrdup("-o");
+		v[n++] = xstrdup("ControlMaster=auto");
+		v[n++] = xstrdup("-o");
+		v[n++] = xasprintf("ControlPath=%s/%%C", mux_dir);
+		v[n++] = xstrdup("-o");
+		v[n++] = xstrdup("ControlPersist=30");
+	} else if (mux_dir) {
+		v[n++] = xstrdup("-o");
+		v[n++] = xstrdup("ControlPath=none");
 	}
 	for (char *const *e = extra; e && *e && n < 36; e++)
 		v[n++] = xstrdup(*e);

@@ -166,20 +166,45 @@ EOF
 	[ -z "$(ls "$T/state")" ]
 }
 
-@test "a sparse raw disk crosses through NBD without its zeros, and none are written to a thin target" {
-	pm_image "$T/src/local/images/101/vm-101-disk-0.raw" raw 256M 0:2M:0x61 200M:2M:0x62
+@test "a sparse raw disk crosses as its data only, and no zeros are written to a thin target" {
+	# 2 MiB of data, then an allocated MiB of zeros (on the wire as nothing
+	# either), then 2 MiB more
+	pm_image "$T/src/local/images/101/vm-101-disk-0.raw" raw 256M 0:2M:0x61 100M:1M:0x00 200M:2M:0x62
+	pm_image "$T/src/local/images/101/vm-101-disk-1.raw" raw 1M 0:1M:0x63
 	pm_guest src 101 qemu pve1 stopped "name: db1
 scsi0: local:101/vm-101-disk-0.raw,size=256M
+scsi1: local:101/vm-101-disk-1.raw,size=1M
 memory: 512"
+	src_logins=$(grep -c 'Accepted publickey' "$T/sshd_src.log" || true)
+	dst_logins=$(grep -c 'Accepted publickey' "$T/sshd_dst.log" || true)
 	run -0 --separate-stderr pm_run --skip-start src dst pve3 thin db1
-	[[ $stderr == *"by nbd"* ]]
-	# 4 MiB of data, 256 MiB of disk: only the data went over the wire
-	sent=$(grep -o '[0-9.]* MiB sent' <<<"$stderr" | tail -1 | cut -d' ' -f1)
-	awk -v s="$sent" 'BEGIN { exit !(s >= 3.9 && s < 8) }'
+	[[ $stderr == *"by sparse"* ]]
+	# one login to each host for both disks: every later command a
+	# session on it
+	[ "$(grep -c 'Accepted publickey' "$T/sshd_src.log")" -eq $((src_logins + 1)) ]
+	[ "$(grep -c 'Accepted publickey' "$T/sshd_dst.log")" -eq $((dst_logins + 1)) ]
+	# and no connection outlives the run
+	refute pgrep -f 'pve-move-ssh\.'
+	# the last progress line: the whole disk done, 4 MiB of it sent
+	[[ $stderr == *"db1 scsi0: 256.0 MiB / 256.0 MiB (100%), 4.0 MiB sent"* ]]
 	qemu-img compare -q -f raw -F raw "$T/src/local/images/101/vm-101-disk-0.raw" "$T/dst/thin/vm-101-disk-0"
 	# a fresh thin target: the zeros were not written either
 	[ "$(du -k "$T/dst/thin/vm-101-disk-0" | cut -f1)" -lt 8192 ]
 	[ "$(pm_status dst 101)" = stopped ]
+}
+
+@test "a sparse qcow2 disk to a raw thin LV crosses through NBD: its clusters only, no zeros written" {
+	pm_image "$T/src/local/images/101/vm-101-disk-0.qcow2" qcow2 256M 0:2M:0x61 200M:2M:0x62
+	pm_guest src 101 qemu pve1 stopped "name: db1
+scsi0: local:101/vm-101-disk-0.qcow2,size=256M
+memory: 512"
+	run -0 --separate-stderr pm_run --skip-start src dst pve3 thin db1
+	[[ $stderr == *"(qcow2) to thin:vm-101-disk-0 (raw) by nbd"* ]]
+	# 4 MiB of data, 256 MiB of disk: only the data went over the wire
+	sent=$(grep -o '[0-9.]* MiB sent' <<<"$stderr" | tail -1 | cut -d' ' -f1)
+	awk -v s="$sent" 'BEGIN { exit !(s >= 3.9 && s < 8) }'
+	qemu-img compare -q -f qcow2 -F raw "$T/src/local/images/101/vm-101-disk-0.qcow2" "$T/dst/thin/vm-101-disk-0"
+	[ "$(du -k "$T/dst/thin/vm-101-disk-0" | cut -f1)" -lt 8192 ]
 }
 
 @test "a thick LV target is written in full; a source LV is activated first" {
@@ -515,15 +540,19 @@ scsi0: tank:vm-100-disk-0,size=8M"
 @test "a storage section without ssh= is this host: the source read here, no ssh to it" {
 	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 16M 0:16M:0x66
 	pm_image "$T/src/local/images/100/vm-100-disk-1.raw" raw 16M 0:1M:0x67
+	pm_image "$T/src/local/images/100/vm-100-disk-2.qcow2" qcow2 16M 0:16M:0x68
 	pm_guest src 100 qemu pve1 stopped "name: h1
 scsi0: local:100/vm-100-disk-0.raw,size=16M
-scsi1: local:100/vm-100-disk-1.raw,size=16M"
+scsi1: local:100/vm-100-disk-1.raw,size=16M
+scsi2: local:100/vm-100-disk-2.qcow2,size=16M"
 	sed -i '/^\[storage:src:local\]/{n;d}' "$T/rc"
 	run -0 --separate-stderr pm_run --debug src dst pve3 local h1 --skip-start
-	# the dense disk as a stream, the sparse one through NBD, both from here
-	[[ $stderr == *"h1 scsi0: copying"*"by stream"* ]]
-	[[ $stderr == *"h1 scsi1: copying"*"by nbd"* ]]
+	# raw as its data, the dense qcow2 file as a plain stream, all from here
+	[[ $stderr == *"h1 scsi0: copying"*"by sparse"* ]]
+	[[ $stderr == *"h1 scsi1: copying"*"by sparse"* ]]
+	[[ $stderr == *"h1 scsi2: copying"*"by stream"* ]]
 	refute grep -q 'root@src-host' <<<"$stderr"
 	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-0.raw" "$T/dst/local/images/100/vm-100-disk-0.raw"
 	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-1.raw" "$T/dst/local/images/100/vm-100-disk-1.raw"
+	qemu-img compare -q -f qcow2 -F qcow2 "$T/src/local/images/100/vm-100-disk-2.qcow2" "$T/dst/local/images/100/vm-100-disk-2.qcow2"
 }
