@@ -175,6 +175,8 @@ take_positions(struct buf *b, struct progress *p)
 {
 	size_t keep = 0, i = 0;
 
+	if (!b->len)
+		return;
 	while (i < b->len) {
 		char *nl = memchr(b->data + i, '\n', b->len - i);
 		size_t end = nl ? (size_t)(nl - b->data) + 1 : b->len;
@@ -191,8 +193,7 @@ take_positions(struct buf *b, struct progress *p)
 	}
 	memmove(b->data + keep, b->data + i, b->len - i);
 	b->len = keep + (b->len - i);
-	if (b->data)
-		b->data[b->len] = '\0';
+	b->data[b->len] = '\0';
 }
 
 int
