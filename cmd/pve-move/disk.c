@@ -175,17 +175,7 @@ is_lvm(const char *t)
 	return strcmp(t, "lvm") == 0 || strcmp(t, "lvmthin") == 0;
 }
 
-/* Raw to raw between paths (a file, an LV, a zvol; not an rbd: URL): the
- * data-only stream of sparse.c. */
-static int
-sparse_fits(const struct vol *v)
-{
-	return strcmp(v->format, "raw") == 0 && strcmp(v->dst_format, "raw") == 0 &&
-	       v->path[0] == '/' && strcmp(v->dst_stype, "rbd") != 0 &&
-	       strcmp(v->stype, "rbd") != 0;
-}
-
-/* Decides between nbd, sparse and stream, looking at the source file. */
+/* Decides between nbd and stream by looking at the source file. */
 static void
 pick_method(struct move *m, struct guest *g, struct vol *v)
 {
@@ -195,11 +185,6 @@ pick_method(struct move *m, struct guest *g, struct vol *v)
 	unsigned long long size = 0, blocks = 0, bsize = 0;
 	char kind[64] = "";
 
-	if (strcmp(v->method, "nbd") == 0 && sparse_fits(v)) {
-		free(v->method);
-		v->method = xstrdup("sparse");
-		return;
-	}
 	q = shq(v->path);
 	if (strcmp(v->method, "nbd") != 0 || strcmp(v->format, v->dst_format) != 0 ||
 	    (strcmp(v->format, "raw") != 0 && strcmp(v->format, "qcow2") != 0) ||
@@ -394,29 +379,20 @@ out_dirs:
 	return rc;
 }
 
+/* A copy through one pipe: scmd's output on the source into dcmd on the
+ * target (the file itself when the source is this host and src_file). */
 static int
-stream_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
-            struct progress *pr)
+pipe_copy(struct move *m, struct guest *g, struct vol *v, const char *scmd, const char *dcmd,
+          int src_file, int src_positions, struct progress *pr)
 {
 	struct host sh = src_host(m, g, v), dh = dst_host(m, v);
-	char *sq = shq(v->path), *dq = shq(dpath);
-	/* 128 KiB blocks keep both ends of the pipes moving: 4 MiB ones
-	 * made each dd wait for a whole block and ran at half the speed */
-	char *scmd = xasprintf("exec dd if=%s bs=128K status=none", sq);
-	/* a fresh thin file: zero blocks are skipped, not written; synced
-	 * before it counts as copied */
-	char *dcmd = xasprintf("exec dd of=%s bs=128K status=none conv=notrunc,fdatasync%s", dq,
-	                       strcmp(v->dst_stype, "lvm") ? ",sparse" : "");
-	struct pipe_cmd pc = { .src_fd = -1 };
-	int rc;
+	struct pipe_cmd pc = { .src_fd = -1, .src_positions = src_positions, .idle_ms = IDLE_MS };
+	int rc = -1;
 
 	pc.src_argv = host_argv(&sh, scmd, NULL);
 	pc.dst_argv = host_argv(&dh, dcmd, NULL);
-	pc.idle_ms = IDLE_MS;
-	pc.src_fd = sh.target ? -1 : open(v->path, O_RDONLY | O_CLOEXEC);
-	if (!sh.target && pc.src_fd < 0) {
+	if (src_file && !sh.target && (pc.src_fd = open(v->path, O_RDONLY | O_CLOEXEC)) < 0) {
 		log_err("%s %s: %s: %s", g->name, v->key, v->path, strerror(errno));
-		rc = -1;
 		goto out;
 	}
 	rc = relay_pipe(&pc, pr);
@@ -433,7 +409,36 @@ out:
 	argv_free(pc.dst_argv);
 	buf_free(&pc.src_err);
 	buf_free(&pc.dst_err);
+	return rc;
+}
+
+/* A dense qcow2 file into a qcow2 file, dd to dd. */
+static int
+stream_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
+            struct progress *pr)
+{
+	char *sq = shq(v->path), *dq = shq(dpath);
+	/* 128 KiB blocks keep both ends of the pipes moving: 4 MiB ones
+	 * made each dd wait for a whole block and ran at half the speed */
+	char *scmd = xasprintf("exec dd if=%s bs=128K status=none", sq);
+	/* a fresh thin file: zero blocks are skipped, not written; synced
+	 * before it counts as copied */
+	char *dcmd = xasprintf("exec dd of=%s bs=128K status=none conv=notrunc,fdatasync%s", dq,
+	                       strcmp(v->dst_stype, "lvm") ? ",sparse" : "");
+	int rc = pipe_copy(m, g, v, scmd, dcmd, 1, 0, pr);
+
 	free(sq), free(dq), free(scmd), free(dcmd);
+	return rc;
+}
+
+static int
+sparse_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
+            struct progress *pr)
+{
+	char *scmd = sparse_send_cmd(v), *dcmd = sparse_receive_cmd(v, dpath);
+	int rc = pipe_copy(m, g, v, scmd, dcmd, 0, 1, pr);
+
+	free(scmd), free(dcmd);
 	return rc;
 }
 
@@ -452,7 +457,7 @@ dry_commands(struct move *m, struct guest *g, struct vol *v)
 		plan(m, "on %s: zfs send [-i @pvekit-move-%u-1] ...@pvekit-move-%u-2 | on %s: zfs "
 		        "receive -s TARGET (resumed with send -t from the receive token)",
 		     s, g->dst_vmid, g->dst_vmid, d);
-	} else if (sparse_fits(v)) {
+	} else if (strcmp(v->method, "sparse") == 0) {
 		char *sc = sparse_send_cmd(v), *rc = sparse_receive_cmd(v, "TARGET");
 		plan(m, "on %s: %s", s, sc);
 		plan(m, "on %s: %s (its data only, through pve-move)", d, rc);

@@ -330,6 +330,12 @@ resolve_vol(struct move *m, struct guest *g, struct vol *v, json_t *src_st, json
 		v->method = xstrdup("vzdump");
 	else if (strcmp(v->stype, "zfspool") == 0 && strcmp(v->dst_stype, "zfspool") == 0)
 		v->method = xstrdup("zfs");
+	else if (strcmp(v->format, "raw") == 0 && strcmp(v->dst_format, "raw") == 0 &&
+	         v->path[0] == '/' && strcmp(v->stype, "rbd") != 0 &&
+	         strcmp(v->dst_stype, "rbd") != 0)
+		/* raw to raw between paths (a file, an LV, a zvol; not an rbd:
+		 * URL): its data only, see sparse.c */
+		v->method = xstrdup("sparse");
 	else
 		v->method = xstrdup("nbd"); /* disk.c may pick "stream" once it sees the file */
 	return 0;

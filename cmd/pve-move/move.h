@@ -296,12 +296,10 @@ int native_move(struct move *m, struct guest *g, struct journal *jl);
 /* Allocates the target volume (once), copies, sets it on the target
  * guest. stage 1: ZFS first pass while running (others: nothing).
  * 0, or an exit code after a message. */
-/* sparse.c: raw to raw, data only (see there). The commands each end runs,
- * for the plan of -n, and the copy. */
+/* sparse.c: raw to raw, data only (see there): the commands each end
+ * runs. */
 char *sparse_send_cmd(const struct vol *v);
 char *sparse_receive_cmd(const struct vol *v, const char *dpath);
-int sparse_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
-                struct progress *pr);
 
 int disk_move(struct move *m, struct guest *g, struct vol *v, struct journal *jl, int stage);
 /* Removes pvekit's ZFS snapshots of v on both ends (after the last stage). */

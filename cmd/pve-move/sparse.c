@@ -12,13 +12,9 @@
  * needs. The record: offset and length as two big-endian 64-bit numbers,
  * then the bytes; the end is (volume size, 0). The sender reports its
  * position on stderr as "@OFFSET" lines, for the progress line. */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
 #include "move.h"
 
 /* perl -e SEND PATH SIZE. Reads of 256 KiB keep the pipes behind it
@@ -116,36 +112,4 @@ sparse_receive_cmd(const struct vol *v, const char *dpath)
 
 	free(qp), free(qr), free(act);
 	return c;
-}
-
-int
-sparse_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
-            struct progress *pr)
-{
-	struct host sh = src_host(m, g, v), dh = dst_host(m, v);
-	char *scmd = sparse_send_cmd(v), *dcmd = sparse_receive_cmd(v, dpath);
-	struct pipe_cmd pc = { .src_fd = -1, .src_positions = 1 };
-	int rc;
-
-	pc.src_argv = host_argv(&sh, scmd, NULL);
-	pc.dst_argv = host_argv(&dh, dcmd, NULL);
-	pc.idle_ms = 5 * 60 * 1000;
-	rc = relay_pipe(&pc, pr);
-	if (rc < 0) {
-		if (pc.why[0])
-			log_err("%s %s: copy: %s", g->name, v->key, pc.why);
-		else if (pc.src_rc)
-			log_err("%s %s: source: %s", g->name, v->key,
-			        first_line_of(&pc.src_err, "the command"));
-		else
-			log_err("%s %s: target: %s", g->name, v->key,
-			        first_line_of(&pc.dst_err, "the command"));
-	}
-	argv_free(pc.src_argv);
-	argv_free(pc.dst_argv);
-	buf_free(&pc.src_err);
-	buf_free(&pc.dst_err);
-	free(scmd);
-	free(dcmd);
-	return rc;
 }

@@ -120,6 +120,9 @@ EOF
 	assert_line 'PUT src /nodes/pve1/qemu/100/config name=web1--CLONING'
 	assert_line --partial 'POST dst /nodes/pve3/storage/local/content vmid=100 filename=vm-100-disk-N.qcow2 size=65536 format=qcow2'
 	assert_line --partial 'on root@src-host: qemu-nbd --read-only'
+	# a raw disk: its data only, the same way the copy goes
+	assert_line --regexp '^copy web1 efidisk0: .* via sparse, then verify$'
+	assert_line --regexp "^on root@src-host: exec perl -e .* '[^']*vm-100-disk-1\.raw' 540672$"
 	assert_line --partial 'on root@dst-host: qemu-img convert -p -n -W --target-is-zero'
 	assert_line --partial 'on root@dst-host: qemu-img compare'
 	assert_line --partial 'PUT dst /nodes/pve3/qemu/100/config name=web1'

@@ -459,14 +459,32 @@ qm start 101"
 	assert_output ""
 }
 
-@test "watch --restart --max-restarts 1: the second failure within the window is held, not restarted" {
+# restarted_once [silent]: guest 101 watched with --max-restarts 1, its
+# agent silenced and the guest restarted once; the new agent's pid in
+# $T/agent-101. With "silent" the new QEMU's agent socket accepts and never
+# answers, as QEMU's does while no agent runs in the guest: no ping to the
+# new guest is ever answered.
+restarted_once() {
 	restart_setup
+	if [ "${1:-}" = silent ]; then
+		cat >"$T/on-start" <<-'EOS'
+		#!/bin/bash
+		rm -f "$RUN/$1.qga"
+		setsid socat -u "UNIX-LISTEN:$RUN/$1.qga,fork" /dev/null </dev/null >/dev/null 2>&1 &
+		echo $! >>"$T/.bg-pids"
+		echo $! >"$T/agent-$1"
+		EOS
+	fi
 	guest 101
 	watch --restart --restart-wait 1 --max-restarts 1 --restart-window 3600
 	wait_until 10 in_out "101 watch running"
 	kill -STOP "$QGA_PID"
 	wait_until 20 in_out "101 restart ok"
 	wait_until 10 test -s "$T/agent-101"
+}
+
+@test "watch --restart --max-restarts 1: the second failure within the window is held, not restarted" {
+	restarted_once
 	wait_until 10 in_out "101 watch start"
 	agent_up "$RUN/101.qga"
 	kill -STOP "$(cat "$T/agent-101")"
@@ -477,17 +495,9 @@ qm start 101"
 }
 
 @test "watch --restart: a restarted guest whose new agent never answers fails again, and --max-restarts holds it" {
-	restart_setup
-	guest 101
-	watch --restart --restart-wait 1 --max-restarts 1 --restart-window 3600
-	wait_until 10 in_out "101 watch running"
-	kill -STOP "$QGA_PID"
-	wait_until 20 in_out "101 restart ok"
-	wait_until 10 test -s "$T/agent-101"
-	wait_until 10 test -S "$RUN/101.qga"
-	# Silent before the watcher ever heard it: the failure of the old QEMU
-	# must not hide one of the new.
-	kill -STOP "$(cat "$T/agent-101")"
+	# Never heard by the watcher: the failure of the old QEMU must not hide
+	# one of the new.
+	restarted_once silent
 	wait_until 10 in_out "101 watch start"
 	wait_until 10 bash -c "grep -c '^101 failed timeout' '$T/out' | grep -qx 2"
 	wait_until 10 in_out "101 restart held"
