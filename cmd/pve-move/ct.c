@@ -15,7 +15,7 @@ restore_ct(struct move *m, struct guest *g, struct journal *jl)
 {
 	struct vol *root = NULL;
 	struct buf d = { 0 };
-	struct pipe_cmd pc = { .src_fd = -1 };
+	struct pipe_cmd pc = { 0 };
 	struct progress pr;
 	struct host sh, dh;
 	char *s, *what, *q;

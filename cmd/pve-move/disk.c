@@ -175,34 +175,31 @@ is_lvm(const char *t)
 	return strcmp(t, "lvm") == 0 || strcmp(t, "lvmthin") == 0;
 }
 
-/* Decides between nbd and stream by looking at the source file. */
+/* Decides between nbd and stream by looking at the source file: a qcow2
+ * file without a backing file or internal snapshots (which the target's
+ * config would not name) goes to a qcow2 file as the file itself. */
 static void
 pick_method(struct move *m, struct guest *g, struct vol *v)
 {
 	struct host h = src_host(m, g, v);
 	struct buf out = { 0 }, err = { 0 };
 	char *q, *cmd;
-	unsigned long long size = 0, blocks = 0, bsize = 0;
+	unsigned long long size = 0;
 	char kind[64] = "";
 
-	q = shq(v->path);
-	if (strcmp(v->method, "nbd") != 0 || strcmp(v->format, v->dst_format) != 0 ||
-	    (strcmp(v->format, "raw") != 0 && strcmp(v->format, "qcow2") != 0) ||
-	    is_lvm(v->dst_stype) || strcmp(v->dst_stype, "zfspool") == 0 ||
-	    strcmp(v->dst_stype, "rbd") == 0) {
-		free(q);
+	if (strcmp(v->method, "nbd") != 0 || strcmp(v->format, "qcow2") != 0 ||
+	    strcmp(v->dst_format, "qcow2") != 0 || is_lvm(v->dst_stype) ||
+	    strcmp(v->dst_stype, "zfspool") == 0 || strcmp(v->dst_stype, "rbd") == 0)
 		return;
-	}
-	cmd = xasprintf("stat -L -c '%%s %%b %%B %%F' %s && if [ %s = qcow2 ]; then "
-	                "qemu-img info -U --output=json %s; fi",
-	                q, v->format, q);
+	q = shq(v->path);
+	cmd = xasprintf("stat -L -c '%%s %%F' %s && qemu-img info -U --output=json %s", q, q);
 	if (host_run(&h, cmd, RUN_MS, &out, &err) == 0 &&
-	    sscanf(out.data ? out.data : "", "%llu %llu %llu %63[a-z ]", &size, &blocks, &bsize,
-	           kind) == 4 &&
-	    strncmp(kind, "regular", 7) == 0 && size && blocks * bsize >= size / 10 * 9 &&
-	    !strstr(out.data, "\"backing-filename\"") && !strstr(out.data, "\"snapshots\"")) {
+	    sscanf(out.data ? out.data : "", "%llu %63[a-z ]", &size, kind) == 2 &&
+	    strncmp(kind, "regular", 7) == 0 && size && !strstr(out.data, "\"backing-filename\"") &&
+	    !strstr(out.data, "\"snapshots\"")) {
 		free(v->method);
 		v->method = xstrdup("stream");
+		v->file_size = size;
 	}
 	free(cmd);
 	free(q);
@@ -380,21 +377,17 @@ out_dirs:
 }
 
 /* A copy through one pipe: scmd's output on the source into dcmd on the
- * target (the file itself when the source is this host and src_file). */
+ * target, the source reporting its position on stderr. */
 static int
 pipe_copy(struct move *m, struct guest *g, struct vol *v, const char *scmd, const char *dcmd,
-          int src_file, int src_positions, struct progress *pr)
+          struct progress *pr)
 {
 	struct host sh = src_host(m, g, v), dh = dst_host(m, v);
-	struct pipe_cmd pc = { .src_fd = -1, .src_positions = src_positions, .idle_ms = IDLE_MS };
-	int rc = -1;
+	struct pipe_cmd pc = { .src_positions = 1, .idle_ms = IDLE_MS };
+	int rc;
 
 	pc.src_argv = host_argv(&sh, scmd, NULL);
 	pc.dst_argv = host_argv(&dh, dcmd, NULL);
-	if (src_file && !sh.target && (pc.src_fd = open(v->path, O_RDONLY | O_CLOEXEC)) < 0) {
-		log_err("%s %s: %s: %s", g->name, v->key, v->path, strerror(errno));
-		goto out;
-	}
 	rc = relay_pipe(&pc, pr);
 	if (rc < 0) {
 		if (pc.why[0])
@@ -404,7 +397,6 @@ pipe_copy(struct move *m, struct guest *g, struct vol *v, const char *scmd, cons
 		else
 			log_err("%s %s: target: %s", g->name, v->key, first_line_of(&pc.dst_err, "the command"));
 	}
-out:
 	argv_free(pc.src_argv);
 	argv_free(pc.dst_argv);
 	buf_free(&pc.src_err);
@@ -412,31 +404,13 @@ out:
 	return rc;
 }
 
-/* A dense qcow2 file into a qcow2 file, dd to dd. */
-static int
-stream_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
-            struct progress *pr)
-{
-	char *sq = shq(v->path), *dq = shq(dpath);
-	/* 128 KiB blocks keep both ends of the pipes moving: 4 MiB ones
-	 * made each dd wait for a whole block and ran at half the speed */
-	char *scmd = xasprintf("exec dd if=%s bs=128K status=none", sq);
-	/* a fresh thin file: zero blocks are skipped, not written; synced
-	 * before it counts as copied */
-	char *dcmd = xasprintf("exec dd of=%s bs=128K status=none conv=notrunc,fdatasync%s", dq,
-	                       strcmp(v->dst_stype, "lvm") ? ",sparse" : "");
-	int rc = pipe_copy(m, g, v, scmd, dcmd, 1, 0, pr);
-
-	free(sq), free(dq), free(scmd), free(dcmd);
-	return rc;
-}
-
+/* raw to raw as its data; a qcow2 file as the file (sparse.c) */
 static int
 sparse_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
             struct progress *pr)
 {
 	char *scmd = sparse_send_cmd(v), *dcmd = sparse_receive_cmd(v, dpath);
-	int rc = pipe_copy(m, g, v, scmd, dcmd, 0, 1, pr);
+	int rc = pipe_copy(m, g, v, scmd, dcmd, pr);
 
 	free(scmd), free(dcmd);
 	return rc;
@@ -468,8 +442,8 @@ dry_commands(struct move *m, struct guest *g, struct vol *v)
 		     s, is_lvm(v->stype) ? "lvchange -ay " : "", is_lvm(v->stype) ? "...; " : "",
 		     v->format, sp);
 		plan(m, "on %s: qemu-img convert -p -n -W%s -f raw -O %s nbd+unix:///?socket=DIR/nbd.sock "
-		        "TARGET (forwarded by ssh -L/-R through pve-move; a dense qcow2 file may "
-		        "go as a plain dd stream instead)",
+		        "TARGET (forwarded by ssh -L/-R through pve-move; a qcow2 file without "
+		        "backing file or snapshots goes as the file itself instead)",
 		     d, strcmp(v->dst_stype, "lvm") ? " --target-is-zero" : "", v->dst_format);
 		if (m->verify)
 			plan(m, "on %s: qemu-img compare -f raw -F %s nbd+unix:///?socket=DIR/nbd.sock TARGET",
@@ -579,12 +553,11 @@ disk_move(struct move *m, struct guest *g, struct vol *v, struct journal *jl, in
 	} else {
 		pick_method(m, g, v);
 		what = xasprintf("%s %s", g->name, v->key);
-		progress_start(&pr, what, v->size);
+		progress_start(&pr, what, strcmp(v->method, "stream") == 0 ? v->file_size : v->size);
 		log_info("%s %s: copying %s (%s) to %s (%s) by %s", g->name, v->key, v->volid,
 		         v->format, v->dst_volid, v->dst_format, v->method);
-		rc = strcmp(v->method, "stream") == 0   ? stream_copy(m, g, v, dpath, &pr)
-		     : strcmp(v->method, "sparse") == 0 ? sparse_copy(m, g, v, dpath, &pr)
-		                                        : nbd_session(m, g, v, dpath, NBD_CONVERT, &pr);
+		rc = strcmp(v->method, "nbd") == 0 ? nbd_session(m, g, v, dpath, NBD_CONVERT, &pr)
+		                                   : sparse_copy(m, g, v, dpath, &pr);
 		free(what);
 		if (rc < 0) {
 			free(dpath);

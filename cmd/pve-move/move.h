@@ -162,7 +162,6 @@ void progress_show(struct progress *p, int force);
  * Returns 0 when both exited 0. */
 struct pipe_cmd {
 	char **src_argv, **dst_argv;
-	int src_fd; /* >= 0: read this file here instead of running src_argv */
 	int64_t idle_ms; /* no byte for this long: give up */
 	/* the source reports how far it got as "@OFFSET" lines on stderr */
 	int src_positions;
@@ -207,7 +206,8 @@ struct vol {
 	char *stype;     /* source storage type */
 	char *dst_storage, *dst_stype, *dst_format;
 	const struct rc_storage *src_rc, *dst_rc;
-	char *method;    /* "nbd", "stream", "zfs", "vzdump" */
+	char *method;    /* "sparse", "nbd", "stream", "zfs", "vzdump" */
+	uint64_t file_size; /* stream: the source file's length */
 	/* progress of the copy (journal) */
 	char *dst_volid;
 	int done;

@@ -3,7 +3,7 @@
  * progress line, held back for --bwlimit, and cut short by Ctrl-C or a
  * peer that stops sending. Neither host needs to reach the other.
  *
- * relay_pipe: a stream (a qcow2 or raw file, zfs send, vzdump) from one
+ * relay_pipe: a stream (a volume's data records, zfs send, vzdump) from one
  * command's stdout into the other's stdin.
  * relay_nbd: qemu-nbd on the source, qemu-img on the target, each behind a
  * forwarded Unix socket; we join the two forwards. */
@@ -211,15 +211,7 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	/* big pipes: fewer wake-ups per byte on a busy machine */
 	fcntl(data[0], F_SETPIPE_SZ, 1 << 20);
 	fcntl(into[0], F_SETPIPE_SZ, 1 << 20);
-	if (pc->src_fd >= 0) {
-		/* the file is here: no reader process, the kernel moves it */
-		char *argv[] = { "true", NULL };
-		close(data[0]);
-		data[0] = pc->src_fd;
-		spawn(&ps, argv, PROC_DEVNULL, PROC_DEVNULL, se[1]);
-	} else {
-		spawn(&ps, pc->src_argv, PROC_DEVNULL, data[1], se[1]);
-	}
+	spawn(&ps, pc->src_argv, PROC_DEVNULL, data[1], se[1]);
 	spawn(&pd, pc->dst_argv, into[0], PROC_DEVNULL, de[1]);
 	close(data[1]);
 	close(into[0]);
@@ -227,10 +219,7 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	close(de[1]);
 	while (data[0] >= 0) {
 		struct pollfd f[3] = { { data[0], POLLIN, 0 }, { se[0], POLLIN, 0 }, { de[0], POLLIN, 0 } };
-		int r = pc->src_fd >= 0 ? poll(f + 1, 2, 0) : poll(f, 3, 1000);
-
-		if (pc->src_fd >= 0)
-			f[0].revents = POLLIN; /* a regular file is always ready */
+		int r = poll(f, 3, 1000);
 
 		if (interrupted) {
 			snprintf(pc->why, sizeof pc->why, "interrupted");

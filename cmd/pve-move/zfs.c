@@ -42,7 +42,7 @@ zfs_send(struct move *m, struct guest *g, struct vol *v, const char *sds, const 
 	struct buf out = { 0 };
 	char *qd = shq(dds), *cmd, *scmd, *dcmd, *what;
 	const char *token = NULL;
-	struct pipe_cmd pc = { .src_fd = -1 };
+	struct pipe_cmd pc = { 0 };
 	struct progress pr;
 	int rc;
 

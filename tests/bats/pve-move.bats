@@ -559,3 +559,22 @@ scsi2: local:100/vm-100-disk-2.qcow2,size=16M"
 	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-1.raw" "$T/dst/local/images/100/vm-100-disk-1.raw"
 	qemu-img compare -q -f qcow2 -F qcow2 "$T/src/local/images/100/vm-100-disk-2.qcow2" "$T/dst/local/images/100/vm-100-disk-2.qcow2"
 }
+
+@test "a dense qcow2 file whose clusters hold zeros replaces the target's preallocated metadata" {
+	# the source: every cluster allocated (falloc), so it goes as a file;
+	# most of it reads zero, also where the target, allocated as Proxmox
+	# does (preallocation=metadata), has an L2 table (at 512 MiB)
+	mkdir -p "$T/src/local/images/102"
+	qemu-img create -q -f qcow2 -o preallocation=falloc "$T/src/local/images/102/vm-102-disk-0.qcow2" 1G
+	qemu-io -f qcow2 -c "write -P 0x6b 0 1M" -c "write -P 0x6c 1000M 1M" \
+		"$T/src/local/images/102/vm-102-disk-0.qcow2" >/dev/null
+	pm_guest src 102 qemu pve1 stopped "name: z1
+scsi0: local:102/vm-102-disk-0.qcow2,size=1G"
+	run -0 --separate-stderr pm_run --skip-start src dst pve3 local z1
+	[[ $stderr == *"z1 scsi0: copying"*"by stream"* ]]
+	qemu-img compare -q -f qcow2 -F qcow2 "$T/src/local/images/102/vm-102-disk-0.qcow2" "$T/dst/local/images/102/vm-102-disk-0.qcow2"
+	qemu-img check -q "$T/dst/local/images/102/vm-102-disk-0.qcow2"
+	# zeros did not cross as data: the target holds the two written MiB
+	# and the metadata, not a GiB
+	[ "$(du -k "$T/dst/local/images/102/vm-102-disk-0.qcow2" | cut -f1)" -lt 16384 ]
+}
