@@ -4,8 +4,10 @@
 # qemu-img and qemu-nbd; see tests/bats/pve-move.bash):
 #  1. a 2 GiB image with half of its 1 MiB blocks random and half never
 #     written, once raw and once qcow2, moved between "dir" storages:
-#       - pve-move, the source read through ssh (as from an admin host) and
-#         read here (a storage section without ssh=, as on the source node);
+#       - pve-move, the source read through ssh (as from an admin host),
+#         the same with --direct (the source host sends to the target
+#         itself), and read here (a storage section without ssh=, as on
+#         the source node);
 #       - proxmove's pipeline: rsync (no --sparse, as proxmove runs it) into
 #         a temp dir on the target, then mv into place; and for a ZFS or LVM
 #         target, rsync into temp then qemu-img convert -n into the volume;
@@ -57,6 +59,7 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
 
 echo "setting up: two fake clusters, two sshd, a ${SIZE_MB} MiB image..."
 pm_setup >/dev/null
+pm_agent
 SSH=(ssh -F "$T/ssh/config" -T -c aes128-gcm@openssh.com)
 img=$T/half.raw
 python3 - "$img" "$SIZE_MB" <<'PY'
@@ -75,7 +78,8 @@ sync
 # "seconds target-bytes"
 vmid=300
 move_one() {
-	local fmt=$1 file=$2 srcssh=$3 dst t0 t1
+	local fmt=$1 file=$2 srcssh=$3 dst t0 t1 opt=
+	[ "$srcssh" = direct ] && opt=--direct
 	vmid=$((vmid + 1))
 	mkdir -p "$T/src/local/images/$vmid"
 	cp --reflink=auto --sparse=always "$file" "$T/src/local/images/$vmid/vm-$vmid-disk-0.$fmt"
@@ -87,7 +91,7 @@ scsi0: local:$vmid/vm-$vmid-disk-0.$fmt,size=${SIZE_MB}M"
 	fi
 	sync
 	t0=$(now_ns)
-	pm_run --skip-start src dst pve3 local "b$vmid" 2>"$T/move.err" ||
+	pm_run $opt --skip-start src dst pve3 local "b$vmid" 2>"$T/move.err" ||
 		{ cat "$T/move.err" >&2; return 1; }
 	t1=$(now_ns)
 	pm_rc >/dev/null
@@ -150,17 +154,19 @@ for fmt in raw qcow2; do
 	file=$T/half.$fmt
 	echo "== ${SIZE_MB} MiB $fmt image, half of it data ($(mib "$data")), dir to dir"
 	move_one "$fmt" "$file" ssh >"$T/res" || exit 1; read -r ours_s ours_b ours_how <"$T/res"
+	move_one "$fmt" "$file" direct >"$T/res" || exit 1; read -r dir_s dir_b dir_how <"$T/res"
 	move_one "$fmt" "$file" local >"$T/res" || exit 1; read -r here_s here_b here_how <"$T/res"
 	proxmove_mv "$file" >"$T/res"; read -r pm_s pm_b pm_t <"$T/res"
 	proxmove_convert "$file" "$fmt" >"$T/res"; read -r pc_s pc_b pc_t <"$T/res"
 	ssh_cat "$file" >"$T/res"; read -r cat_s cat_b <"$T/res"
 	printf '  pve-move, source over ssh (%s):   %6ss  target %s, temp 0\n' "$ours_how" "$ours_s" "$(mib "$ours_b")"
+	printf '  pve-move --direct (%s):           %6ss  target %s, temp 0\n' "$dir_how" "$dir_s" "$(mib "$dir_b")"
 	printf '  pve-move, run on the source (%s): %6ss  target %s, temp 0\n' "$here_how" "$here_s" "$(mib "$here_b")"
 	printf '  proxmove rsync to temp + mv:        %6ss  target %s, temp %s\n' "$pm_s" "$(mib "$pm_b")" "$(mib "$pm_t")"
 	printf '  proxmove rsync + qemu-img convert:  %6ss  written %s, temp %s\n' "$pc_s" "$(mib "$pc_b")" "$(mib "$pc_t")"
 	printf '  ssh cat > file:                     %6ss  target %s\n' "$cat_s" "$(mib "$cat_b")"
-	printf '  ratio (proxmove mv / pve-move):      %s (run on the source: %s)\n' "$(ratio "$ours_s" "$pm_s")" "$(ratio "$here_s" "$pm_s")"
-	printf '  ratio (proxmove convert / pve-move): %s (run on the source: %s)\n' "$(ratio "$ours_s" "$pc_s")" "$(ratio "$here_s" "$pc_s")"
+	printf '  ratio (proxmove mv / pve-move):      %s (--direct: %s, run on the source: %s)\n' "$(ratio "$ours_s" "$pm_s")" "$(ratio "$dir_s" "$pm_s")" "$(ratio "$here_s" "$pm_s")"
+	printf '  ratio (proxmove convert / pve-move): %s (--direct: %s, run on the source: %s)\n' "$(ratio "$ours_s" "$pc_s")" "$(ratio "$dir_s" "$pc_s")" "$(ratio "$here_s" "$pc_s")"
 	printf '  target bytes / data:                 %s\n' "$(ratio "$data" "$ours_b")"
 done
 
@@ -170,12 +176,14 @@ with open(sys.argv[1],"wb") as f:
     for _ in range(1024): f.write(os.urandom(1<<20))' "$T/rand.raw"
 SIZE_MB=1024
 move_one raw "$T/rand.raw" ssh >"$T/res" || exit 1; read -r r_s r_b r_how r_rate <"$T/res"
+move_one raw "$T/rand.raw" direct >"$T/res" || exit 1; read -r rd_s rd_b rd_how rd_rate <"$T/res"
 move_one raw "$T/rand.raw" local >"$T/res" || exit 1; read -r rh_s rh_b rh_how rh_rate <"$T/res"
 ssh_cat "$T/rand.raw" >"$T/res"; read -r c_s c_b <"$T/res"
 ssh_cat "$T/rand.raw" sync >"$T/res"; read -r cs_s cs_b <"$T/res"
 printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s (the copy alone: %s)\n' "$r_how" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$r_rate"
+printf '  pve-move --direct (%s):           %6ss  %s MiB/s (the copy alone: %s)\n' "$rd_how" "$rd_s" "$(awk -v s="$rd_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rd_rate"
 printf '  pve-move, run on the source (%s): %6ss  %s MiB/s (the copy alone: %s)\n' "$rh_how" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rh_rate"
 printf '  ssh cat > file:                     %6ss  %s MiB/s\n' "$c_s" "$(awk -v s="$c_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  ssh cat > file && sync file:         %6ss  %s MiB/s\n' "$cs_s" "$(awk -v s="$cs_s" 'BEGIN { printf "%.0f", 1024 / s }')"
-printf '  throughput ratio (pve-move / ssh cat): %s (run on the source: %s)\n' "$(ratio "$r_s" "$c_s")" "$(ratio "$rh_s" "$c_s")"
-printf '  throughput ratio (pve-move / ssh cat && sync): %s (run on the source: %s)\n' "$(ratio "$r_s" "$cs_s")" "$(ratio "$rh_s" "$cs_s")"
+printf '  throughput ratio (pve-move / ssh cat): %s (--direct: %s, run on the source: %s)\n' "$(ratio "$r_s" "$c_s")" "$(ratio "$rd_s" "$c_s")" "$(ratio "$rh_s" "$c_s")"
+printf '  throughput ratio (pve-move / ssh cat && sync): %s (--direct: %s, run on the source: %s)\n' "$(ratio "$r_s" "$cs_s")" "$(ratio "$rd_s" "$cs_s")" "$(ratio "$rh_s" "$cs_s")"

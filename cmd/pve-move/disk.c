@@ -30,16 +30,16 @@ src_host(struct move *m, const struct guest *g, const struct vol *v)
 {
 	(void)m;
 	(void)g;
-	return (struct host){ "source", v->src_rc ? v->src_rc->ssh : NULL,
-		              v->src_rc ? v->src_rc->ssh_port : 0 };
+	return (struct host){ .label = "source", .target = v->src_rc ? v->src_rc->ssh : NULL,
+		              .port = v->src_rc ? v->src_rc->ssh_port : 0 };
 }
 
 struct host
 dst_host(struct move *m, const struct vol *v)
 {
 	(void)m;
-	return (struct host){ "target", v->dst_rc ? v->dst_rc->ssh : NULL,
-		              v->dst_rc ? v->dst_rc->ssh_port : 0 };
+	return (struct host){ .label = "target", .target = v->dst_rc ? v->dst_rc->ssh : NULL,
+		              .port = v->dst_rc ? v->dst_rc->ssh_port : 0 };
 }
 
 /* "vm-105-disk-N" with the lowest N that the target storage does not
@@ -367,6 +367,8 @@ nbd_session(struct move *m, struct guest *g, struct vol *v, const char *dpath, e
 	buf_free(&nc.src_err);
 	buf_free(&nc.dst_err);
 	buf_free(&nc.dst_out);
+	/* ssh leaves the socket of its -L forward behind */
+	unlink(lsrc);
 	free(lsrc), free(ldst), free(ssock), free(dsock), free(fwd_l), free(fwd_r);
 	free(sq), free(dq), free(scmd), free(dcmd), free(url);
 out_dirs:
@@ -386,13 +388,36 @@ pipe_copy(struct move *m, struct guest *g, struct vol *v, const char *scmd, cons
 	struct pipe_cmd pc = { .src_positions = 1, .idle_ms = IDLE_MS };
 	int rc;
 
+	if (m->direct && dh.target) {
+		char why[512];
+		char *script = direct_script(&dh, scmd, dcmd, why, sizeof why);
+
+		if (!script) {
+			log_err("%s %s: --direct: %s", g->name, v->key, why);
+			return -1;
+		}
+		sh.forward_agent = 1;
+		pc.src_argv = host_argv(&sh, script, NULL);
+		free(script);
+		rc = relay_direct(&pc, pr);
+		if (rc < 0)
+			log_err("%s %s: copy from the source straight to the target: %s", g->name,
+			        v->key, pc.why[0] ? pc.why : first_line_of(&pc.src_err, "the command"));
+		argv_free(pc.src_argv);
+		buf_free(&pc.src_err);
+		return rc;
+	}
 	pc.src_argv = host_argv(&sh, scmd, NULL);
 	pc.dst_argv = host_argv(&dh, dcmd, NULL);
 	rc = relay_pipe(&pc, pr);
 	if (rc < 0) {
-		if (pc.why[0])
+		/* a target that stopped reading says why itself */
+		int target_says = pc.dst_rc && pc.dst_err.len &&
+		                  strcmp(pc.why, "the target stopped reading") == 0;
+
+		if (pc.why[0] && !target_says)
 			log_err("%s %s: copy: %s", g->name, v->key, pc.why);
-		else if (pc.src_rc)
+		else if (pc.src_rc && !target_says)
 			log_err("%s %s: source: %s", g->name, v->key, first_line_of(&pc.src_err, "the command"));
 		else
 			log_err("%s %s: target: %s", g->name, v->key, first_line_of(&pc.dst_err, "the command"));
@@ -404,12 +429,68 @@ pipe_copy(struct move *m, struct guest *g, struct vol *v, const char *scmd, cons
 	return rc;
 }
 
+/* --direct, before anything changes: each source host logs in to its
+ * target host the way the copies will. */
+int
+direct_check(struct move *m, struct guest *g)
+{
+	struct host seen[16][2];
+	size_t nseen = 0;
+
+	for (size_t i = 0; i < g->nvols; i++) {
+		struct vol *v = &g->vols[i];
+		struct host sh = src_host(m, g, v), dh = dst_host(m, v);
+		struct buf out = { 0 }, err = { 0 };
+		char why[512], *script;
+		size_t k;
+		int r;
+
+		/* raw as its data, and a qcow2 file that may go as the file */
+		if (v->kind != DK_DISK || !v->method || !dh.target ||
+		    (strcmp(v->method, "sparse") != 0 &&
+		     (strcmp(v->method, "nbd") != 0 || strcmp(v->format, "qcow2") != 0 ||
+		      strcmp(v->dst_format, "qcow2") != 0)))
+			continue;
+		for (k = 0; k < nseen; k++)
+			if (!strcmp(seen[k][0].target ? seen[k][0].target : "", sh.target ? sh.target : "") &&
+			    seen[k][0].port == sh.port && !strcmp(seen[k][1].target, dh.target) &&
+			    seen[k][1].port == dh.port)
+				break;
+		if (k < nseen)
+			continue;
+		if (nseen < 16) {
+			seen[nseen][0] = sh;
+			seen[nseen++][1] = dh;
+		}
+		if (!(script = direct_script(&dh, "true", "true", why, sizeof why))) {
+			log_err("%s %s: --direct: %s", g->name, v->key, why);
+			return EXIT_CONFIG;
+		}
+		sh.forward_agent = 1;
+		r = host_run(&sh, script, RUN_MS, &out, &err);
+		free(script);
+		if (r < 0)
+			log_err("%s %s: --direct: %s cannot log in to %s: %s (it uses the agent "
+			        "forwarded from here)", g->name, v->key, sh.target ? sh.target : "this host",
+			        dh.target, first_line_of(&err, "ssh"));
+		buf_free(&out);
+		buf_free(&err);
+		if (r < 0)
+			return EXIT_UNAVAILABLE;
+	}
+	return 0;
+}
+
 /* raw to raw as its data; a qcow2 file as the file (sparse.c) */
 static int
 sparse_copy(struct move *m, struct guest *g, struct vol *v, const char *dpath,
             struct progress *pr)
 {
-	char *scmd = sparse_send_cmd(v), *dcmd = sparse_receive_cmd(v, dpath);
+	struct host dh = dst_host(m, v);
+	/* through pve-move, relay_pipe holds it to --bwlimit; with --direct
+	 * the sender does */
+	char *scmd = sparse_send_cmd(v, m->direct && dh.target ? bwlimit_bps : 0);
+	char *dcmd = sparse_receive_cmd(v, dpath);
 	int rc = pipe_copy(m, g, v, scmd, dcmd, pr);
 
 	free(scmd), free(dcmd);
@@ -432,9 +513,14 @@ dry_commands(struct move *m, struct guest *g, struct vol *v)
 		        "receive -s TARGET (resumed with send -t from the receive token)",
 		     s, g->dst_vmid, g->dst_vmid, d);
 	} else if (strcmp(v->method, "sparse") == 0) {
-		char *sc = sparse_send_cmd(v), *rc = sparse_receive_cmd(v, "TARGET");
+		char *sc = sparse_send_cmd(v, m->direct && dh.target ? bwlimit_bps : 0);
+		char *rc = sparse_receive_cmd(v, "TARGET");
 		plan(m, "on %s: %s", s, sc);
-		plan(m, "on %s: %s (its data only, through pve-move)", d, rc);
+		if (m->direct && dh.target)
+			plan(m, "on %s, piped into ssh -A there: on %s: %s (straight from the source "
+			        "host, which checks %s's host key as this host knows it)", s, d, rc, d);
+		else
+			plan(m, "on %s: %s (its data only, through pve-move)", d, rc);
 		free(sc);
 		free(rc);
 	} else {

@@ -33,6 +33,7 @@ static const char help_text[] =
     "      --resume             go on with an interrupted move\n"
     "      --native             use Proxmox's remote_migrate\n"
     "      --verify             compare source and target after each copy\n"
+    "      --direct             the source host sends each disk to the target itself\n"
     "      --state-dir DIR      journals (default ~/.local/state/pvekit)\n"
     "      --ssh-config FILE    ssh -F FILE\n"
     "      --shutdown-timeout S seconds before the source is stopped hard (120)\n"
@@ -54,6 +55,7 @@ enum {
 	O_RESUME,
 	O_NATIVE,
 	O_VERIFY,
+	O_DIRECT,
 	O_STATE,
 	O_SSHCONF,
 	O_SHUTDOWN,
@@ -76,6 +78,7 @@ static const struct option longopts[] = {
 	{ "resume", no_argument, NULL, O_RESUME },
 	{ "native", no_argument, NULL, O_NATIVE },
 	{ "verify", no_argument, NULL, O_VERIFY },
+	{ "direct", no_argument, NULL, O_DIRECT },
 	{ "state-dir", required_argument, NULL, O_STATE },
 	{ "ssh-config", required_argument, NULL, O_SSHCONF },
 	{ "shutdown-timeout", required_argument, NULL, O_SHUTDOWN },
@@ -204,6 +207,7 @@ main(int argc, char *argv[])
 		case O_RESUME: m.resume = 1; break;
 		case O_NATIVE: m.native = 1; break;
 		case O_VERIFY: m.verify = 1; break;
+		case O_DIRECT: m.direct = 1; break;
 		case O_STATE: m.state_dir = optarg; break;
 		case O_SSHCONF: ssh_opts.config = optarg; break;
 		case O_SHUTDOWN:

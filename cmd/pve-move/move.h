@@ -106,6 +106,7 @@ struct host {
 	const char *label;   /* "source storage local-lvm" for messages */
 	const char *target;  /* user@host, NULL: run here */
 	int port;
+	int forward_agent;   /* --direct: ssh -A, a connection of its own */
 };
 
 struct ssh_opts {
@@ -139,6 +140,8 @@ int host_run(const struct host *h, const char *cmd, int64_t timeout_ms, struct b
 const char *first_line_of(const struct buf *b, const char *what);
 /* The command as one printable line, for -n and --debug. */
 char *argv_line(char *const *argv);
+char *direct_script(const struct host *dh, const char *scmd, const char *dcmd, char *why,
+                    size_t whylen);
 
 /* ---- relay.c ---- */
 struct progress {
@@ -171,6 +174,7 @@ struct pipe_cmd {
 	char why[256];
 };
 int relay_pipe(struct pipe_cmd *pc, struct progress *p);
+int relay_direct(struct pipe_cmd *pc, struct progress *p);
 
 /* NBD: the source command serves a socket, forwarded to local_src; the
  * target command connects to its own end of a forward that reaches
@@ -270,7 +274,7 @@ struct move {
 	uint32_t vmid_opt;
 	const char *state_dir;
 	int dry_run, skip_disks, skip_start, wait_before_stop, ignore_exists;
-	int resume, native, verify, debug;
+	int resume, native, verify, debug, direct;
 	int64_t shutdown_timeout_ms;
 	int src_root, dst_root;
 	json_t *src_resources, *dst_resources;
@@ -298,10 +302,11 @@ int native_move(struct move *m, struct guest *g, struct journal *jl);
  * 0, or an exit code after a message. */
 /* sparse.c: raw to raw, data only (see there): the commands each end
  * runs. */
-char *sparse_send_cmd(const struct vol *v);
+char *sparse_send_cmd(const struct vol *v, uint64_t bps);
 char *sparse_receive_cmd(const struct vol *v, const char *dpath);
 
 int disk_move(struct move *m, struct guest *g, struct vol *v, struct journal *jl, int stage);
+int direct_check(struct move *m, struct guest *g);
 /* Removes pvekit's ZFS snapshots of v on both ends (after the last stage). */
 void disk_zfs_cleanup(struct move *m, struct guest *g, struct vol *v, struct journal *jl);
 /* the target volume's path, through the API; NULL after a message */

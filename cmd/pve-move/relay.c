@@ -1,18 +1,22 @@
 /* The bytes of a disk pass through pve-move once, between the ssh session
  * to the source host and the one to the target host: counted for the
  * progress line, held back for --bwlimit, and cut short by Ctrl-C or a
- * peer that stops sending. Neither host needs to reach the other.
+ * peer that stops sending. Neither host needs to reach the other (but
+ * see relay_direct).
  *
  * relay_pipe: a stream (a volume's data records, zfs send, vzdump) from one
  * command's stdout into the other's stdin.
  * relay_nbd: qemu-nbd on the source, qemu-img on the target, each behind a
- * forwarded Unix socket; we join the two forwards. */
+ * forwarded Unix socket; we join the two forwards.
+ * relay_direct (--direct): the source host sends to the target itself and
+ * we only follow its progress. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -54,7 +58,7 @@ progress_show(struct progress *p, int force)
 	static int tty = -1;
 	int64_t now = mono_ms(), el = now - p->start_ms;
 	uint64_t done = p->done > p->wire ? p->done : p->wire;
-	char d[32], t[32], w[32], rate[32], eta[32] = "";
+	char d[32], t[32], w[48] = "", rate[32], eta[32] = "";
 	double bps;
 
 	if (tty < 0)
@@ -64,20 +68,26 @@ progress_show(struct progress *p, int force)
 	p->last_ms = now;
 	if (p->total && done > p->total)
 		done = p->total;
-	bps = el > 0 ? (double)p->wire * 1000.0 / (double)el : 0;
+	/* with --direct no byte passes here: the rate is the source's */
+	bps = el > 0 ? (double)(p->wire ? p->wire : done) * 1000.0 / (double)el : 0;
 	human(done, d, sizeof d);
 	human(p->total, t, sizeof t);
-	human(p->wire, w, sizeof w);
+	if (p->wire || !done) {
+		char sent[32];
+
+		human(p->wire, sent, sizeof sent);
+		snprintf(w, sizeof w, "%s sent, ", sent);
+	}
 	human((uint64_t)bps, rate, sizeof rate);
 	if (p->total && done && done < p->total && el > 1000) {
 		double left = (double)(p->total - done) * (double)el / (double)done / 1000.0;
 		snprintf(eta, sizeof eta, " ETA %d:%02d", (int)left / 60, (int)left % 60);
 	}
 	if (tty && !force)
-		fprintf(stderr, "\r%s: %s: %s / %s (%d%%), %s sent, %s/s%s\033[K", log_prog,
+		fprintf(stderr, "\r%s: %s: %s / %s (%d%%), %s%s/s%s\033[K", log_prog,
 		        p->what, d, t, p->total ? (int)(done * 100 / p->total) : 0, w, rate, eta);
 	else
-		fprintf(stderr, "%s%s: %s: %s / %s (%d%%), %s sent, %s/s%s\n",
+		fprintf(stderr, "%s%s: %s: %s / %s (%d%%), %s%s/s%s\n",
 		        tty ? "\r\033[K" : "", log_prog, p->what, d, t,
 		        p->total ? (int)(done * 100 / p->total) : 0, w, rate, eta);
 	fflush(stderr);
@@ -196,6 +206,16 @@ take_positions(struct buf *b, struct progress *p)
 	b->data[b->len] = '\0';
 }
 
+/* Nothing waits in the pipe from the source: what the target read was
+ * all there was so far. */
+static int
+target_had_all(int fd)
+{
+	int left = 0;
+
+	return ioctl(fd, FIONREAD, &left) == 0 && left == 0;
+}
+
 int
 relay_pipe(struct pipe_cmd *pc, struct progress *p)
 {
@@ -203,7 +223,7 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	struct proc ps, pd;
 	char *buf = xmalloc(CHUNK);
 	int64_t last = mono_ms();
-	int ok = 1;
+	int ok = 1, target_ended = 0;
 
 	if (pipe2(data, O_CLOEXEC) < 0 || pipe2(into, O_CLOEXEC) < 0 || pipe2(se, O_CLOEXEC) < 0 ||
 	    pipe2(de, O_CLOEXEC) < 0)
@@ -252,6 +272,14 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 			}
 			if (n == -1 && errno == EINTR)
 				continue;
+			if (n == -1 && errno == EPIPE && target_had_all(data[0])) {
+				/* the target ended with the stream: a splice at
+				 * the source's EOF says EPIPE once no one reads
+				 * (our perl's last sync is quick); both exit
+				 * codes decide */
+				target_ended = 1;
+				break;
+			}
 			if (n < 0) {
 				snprintf(pc->why, sizeof pc->why, "%s",
 				         n == -2 || errno == EPIPE ? "the target stopped reading"
@@ -301,11 +329,63 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	}
 	pc->src_rc = collect(&ps);
 	pc->dst_rc = collect(&pd);
+	if (target_ended && pc->src_rc && !pc->dst_rc)
+		snprintf(pc->why, sizeof pc->why, "the target stopped reading");
 	if (ok && pc->src_rc == 0 && pc->dst_rc == 0 && pc->src_positions)
 		p->done = p->total;
 	free(buf);
 	progress_show(p, 1);
 	return ok && pc->src_rc == 0 && pc->dst_rc == 0 ? 0 : -1;
+}
+
+/* --direct: the source sends to the target itself; only its stderr, with
+ * the positions, comes here. No position moves for idle_ms: cut. */
+int
+relay_direct(struct pipe_cmd *pc, struct progress *p)
+{
+	int se[2], ok = 1;
+	struct proc ps;
+	int64_t last = mono_ms();
+	uint64_t seen = 0;
+
+	if (pipe2(se, O_CLOEXEC) < 0)
+		die(EXIT_OSERR, "pipe: %s", strerror(errno));
+	spawn(&ps, pc->src_argv, PROC_DEVNULL, PROC_DEVNULL, se[1]);
+	close(se[1]);
+	while (se[0] >= 0) {
+		struct pollfd f = { se[0], POLLIN, 0 };
+
+		if (poll(&f, 1, 1000) < 0 && errno != EINTR)
+			break;
+		if (interrupted) {
+			snprintf(pc->why, sizeof pc->why, "interrupted");
+			ok = 0;
+			break;
+		}
+		if (f.revents) {
+			read_into(&se[0], &pc->src_err);
+			take_positions(&pc->src_err, p);
+		}
+		if (p->done != seen) {
+			seen = p->done;
+			last = mono_ms();
+		} else if (mono_ms() - last > pc->idle_ms) {
+			snprintf(pc->why, sizeof pc->why, "no progress for %llds",
+			         (long long)(pc->idle_ms / 1000));
+			ok = 0;
+			break;
+		}
+		progress_show(p, 0);
+	}
+	if (!ok)
+		proc_abort(&ps);
+	if (se[0] >= 0)
+		close(se[0]);
+	pc->src_rc = collect(&ps);
+	if (ok && pc->src_rc == 0)
+		p->done = p->total;
+	progress_show(p, 1);
+	return ok && pc->src_rc == 0 ? 0 : -1;
 }
 
 static int

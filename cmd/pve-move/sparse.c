@@ -19,16 +19,21 @@
 
 #include "move.h"
 
-/* perl -e SEND PATH SIZE. Reads of 256 KiB keep the pipes behind it
+/* perl -e SEND PATH SIZE [BPS]. Reads of 256 KiB keep the pipes behind it
  * moving (4 MiB ones made every stage wait for the one before: half the
- * speed); its position every 16 MiB and at each hole. */
+ * speed); its position every 16 MiB and at each hole. BPS (--bwlimit with
+ * --direct, where no byte passes through pve-move) holds it to that many
+ * bytes a second, with Time::HiRes (in perl, which Proxmox VE needs). */
 static const char sender[] =
     "use strict; use warnings;"
-    "my ($path, $size) = @ARGV; my $B = 256 << 10; my $S = 65536; my $buf = \"\";"
+    "my ($path, $size, $bps) = @ARGV; my $B = 256 << 10; my $S = 65536; my $buf = \"\";"
+    "my ($t0, $sent) = (0, 0); if ($bps) { require Time::HiRes; $t0 = Time::HiRes::time(); }"
     "open(my $f, \"<:raw\", $path) or die \"$path: $!\\n\";"
-    "sub out { my ($s, $o, $l) = @_; while ($l > 0) {"
+    "sub out { my ($s, $o, $l) = @_; $sent += $l; while ($l > 0) {"
     "  my $n = syswrite(STDOUT, $$s, $l, $o); die \"the stream: $!\\n\" unless defined $n;"
-    "  $o += $n; $l -= $n; } }"
+    "  $o += $n; $l -= $n; }"
+    "  if ($bps) { my $due = $t0 + $sent / $bps - Time::HiRes::time();"
+    "    Time::HiRes::sleep($due) if $due > 0; } }"
     "sub record { my ($at, $o, $l) = @_; my $h = pack(\"Q>Q>\", $at, $l);"
     "  out(\\$h, 0, 16); out(\\$buf, $o, $l); }"
     "my ($pos, $told) = (0, 0);"
@@ -119,11 +124,13 @@ send_size(const struct vol *v)
 }
 
 char *
-sparse_send_cmd(const struct vol *v)
+sparse_send_cmd(const struct vol *v, uint64_t bps)
 {
 	char *qp = shq(v->path), *qs = shq(sender), *act = activate(v->stype, qp);
-	char *c = xasprintf("%sexec perl -e %s %s %llu", act, qs, qp,
-	                    (unsigned long long)send_size(v));
+	char *c = bps ? xasprintf("%sexec perl -e %s %s %llu %llu", act, qs, qp,
+	                          (unsigned long long)send_size(v), (unsigned long long)bps)
+	              : xasprintf("%sexec perl -e %s %s %llu", act, qs, qp,
+	                          (unsigned long long)send_size(v));
 
 	free(qp), free(qs), free(act);
 	return c;

@@ -17,6 +17,8 @@
 
 struct ssh_opts ssh_opts;
 
+#define LOCAL_MS (20 * 1000) /* ssh -G, ssh-keygen -F: here, no network */
+
 #define MUX_MAX 16
 static char *mux_dir;
 static struct host mux_hosts[MUX_MAX];
@@ -47,7 +49,7 @@ mux_note(const struct host *h)
 		if (strcmp(mux_hosts[i].target, h->target) == 0 && mux_hosts[i].port == h->port)
 			return;
 	if (mux_n < MUX_MAX)
-		mux_hosts[mux_n++] = (struct host){ NULL, xstrdup(h->target), h->port };
+		mux_hosts[mux_n++] = (struct host){ .target = xstrdup(h->target), .port = h->port };
 }
 
 void
@@ -146,7 +148,9 @@ host_argv(const struct host *h, const char *cmd, char *const *extra)
 		v[n++] = xstrdup("-p");
 		v[n++] = xasprintf("%d", h->port);
 	}
-	if (mux_dir && !extra) {
+	if (h->forward_agent)
+		v[n++] = xstrdup("-A");
+	if (mux_dir && !extra && !h->forward_agent) {
 		mux_note(h);
 		v[n++] = xstrdup("-o");
 		v[n++] = xstrdup("ControlMaster=auto");
@@ -312,4 +316,120 @@ first_line_of(const struct buf *b, const char *dflt)
 	snprintf(line, sizeof line, "%.*s", (int)(e - best), best);
 	http_redact(line, line, sizeof line);
 	return line;
+}
+
+/* ssh -G's value for key, or NULL. */
+static char *
+ssh_g_value(const char *out, const char *key)
+{
+	size_t kl = strlen(key);
+
+	for (const char *l = out; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+		if (strncmp(l, key, kl) == 0 && l[kl] == ' ')
+			return xstrndup(l + kl + 1, strcspn(l + kl + 1, "\n"));
+	return NULL;
+}
+
+/* The target's host keys as the admin's known_hosts hold them, each line
+ * renamed to "pvekit-target" (the source connects with that
+ * HostKeyAlias); @revoked lines go along, @cert-authority ones cannot. */
+static int
+known_keys(const char *g, struct buf *keys, char *why, size_t whylen)
+{
+	struct host here = { .label = "this host" };
+	struct buf out = { 0 }, err = { 0 }, cmd = { 0 };
+	char *alias = ssh_g_value(g, "hostkeyalias"), *name = ssh_g_value(g, "hostname");
+	char *port = ssh_g_value(g, "port"), *files[2] = { ssh_g_value(g, "userknownhostsfile"),
+		                                           ssh_g_value(g, "globalknownhostsfile") };
+	char *look = alias ? xstrdup(alias)
+	             : port && strcmp(port, "22") != 0 ? xasprintf("[%s]:%s", name ? name : "", port)
+	                                               : xstrdup(name ? name : "");
+	char *ql = shq(look);
+	int n = 0;
+
+	for (int i = 0; i < 2; i++) {
+		char *save = NULL;
+		for (char *f = strtok_r(files[i] ? files[i] : "", " ", &save); f;
+		     f = strtok_r(NULL, " ", &save)) {
+			char *qf = shq(f);
+			buf_printf(&cmd, "ssh-keygen -F %s -f %s 2>/dev/null; ", ql, qf);
+			free(qf);
+		}
+	}
+	buf_puts(&cmd, "true");
+	host_run(&here, cmd.data, LOCAL_MS, &out, &err);
+	for (char *l = out.data; l && *l;) {
+		char *e = l + strcspn(l, "\n"), *f = l;
+		int revoked = strncmp(l, "@revoked ", 9) == 0;
+
+		if (revoked)
+			f += 9;
+		if (*l != '#' && *l != '@' && e > l) {
+			f += strcspn(f, " ");
+			buf_printf(keys, "pvekit-target%.*s\n", (int)(e - f), f);
+			n++;
+		} else if (revoked) {
+			f += strcspn(f, " ");
+			buf_printf(keys, "@revoked pvekit-target%.*s\n", (int)(e - f), f);
+		}
+		l = *e ? e + 1 : e;
+	}
+	if (!n)
+		snprintf(why, whylen, "no host key for %s in %s%s%s: --direct hands the source "
+		         "the target's key as this host knows it", look, files[0] ? files[0] : "",
+		         files[1] ? " " : "", files[1] ? files[1] : "");
+	free(alias), free(name), free(port), free(files[0]), free(files[1]), free(look), free(ql);
+	buf_free(&out), buf_free(&err), buf_free(&cmd);
+	return n ? 0 : -1;
+}
+
+/* --direct: the script the source host runs so that its data goes
+ * straight to the target: scmd piped into an ssh of its own that runs
+ * dcmd there. It logs in with the admin's agent (the source session is
+ * ssh -A) and checks the target's host key against a known_hosts made
+ * from this host's own, in a 0700 directory removed at the end: nothing
+ * is trusted on first use and no check is turned off. NULL with why when
+ * this host does not know the target. */
+char *
+direct_script(const struct host *dh, const char *scmd, const char *dcmd, char *why,
+              size_t whylen)
+{
+	struct host here = { .label = "this host" };
+	struct buf g = { 0 }, err = { 0 }, keys = { 0 }, s = { 0 };
+	char *cmd, *qc = ssh_opts.config ? shq(ssh_opts.config) : NULL, *qt = shq(dh->target);
+	char *user = NULL, *name = NULL, *port = NULL, pflag[24] = "";
+
+	if (dh->port)
+		snprintf(pflag, sizeof pflag, " -p %d", dh->port);
+	cmd = xasprintf("ssh%s%s -G%s -- %s", qc ? " -F " : "", qc ? qc : "", pflag, qt);
+	if (host_run(&here, cmd, LOCAL_MS, &g, &err) < 0) {
+		snprintf(why, whylen, "ssh -G %s: %s", dh->target, first_line_of(&err, "ssh -G"));
+	} else if (known_keys(g.data ? g.data : "", &keys, why, whylen) == 0) {
+		char *qk = shq(keys.data), *qd = shq(dcmd), *qu, *qn;
+
+		user = ssh_g_value(g.data, "user");
+		name = ssh_g_value(g.data, "hostname");
+		port = ssh_g_value(g.data, "port");
+		qu = shq(user ? user : "root");
+		qn = shq(name ? name : dh->target);
+		buf_printf(&s, "d=$(umask 077 && mktemp -d /tmp/pve-move.XXXXXXXX) || exit 1; "
+		               "trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM PIPE; "
+		               "printf %%s %s >\"$d/known_hosts\" || exit 1; (%s) | ssh -T "
+		               "-o BatchMode=yes -o StrictHostKeyChecking=yes "
+		               "-o UserKnownHostsFile=\"$d/known_hosts\" "
+		               "-o GlobalKnownHostsFile=/dev/null -o HostKeyAlias=pvekit-target "
+		               "-o ConnectTimeout=20 -o ServerAliveInterval=10 "
+		               "-o ServerAliveCountMax=6 -o LogLevel=ERROR",
+		           qk, scmd);
+		if (ssh_opts.ciphers) {
+			char *qciph = shq(ssh_opts.ciphers);
+			buf_printf(&s, " -c %s", qciph);
+			free(qciph);
+		}
+		buf_printf(&s, " -p %s -l %s -- %s %s", port ? port : "22", qu, qn, qd);
+		free(qk), free(qd), free(qu), free(qn);
+	}
+	free(cmd), free(qc), free(qt), free(user), free(name), free(port);
+	buf_free(&g), buf_free(&err), buf_free(&keys);
+	return s.data;
 }

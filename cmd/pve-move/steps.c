@@ -500,6 +500,8 @@ move_guest(struct move *m, const char *arg)
 		goto out;
 	if (m->native && (code = native_check(m, &g)) != 0)
 		goto out;
+	if (m->direct && !m->native && (code = direct_check(m, &g)) != 0)
+		goto out;
 	if (strcmp(suffix, "--CLONING") == 0 && !has_journal)
 		step = adopt_leftovers(m, &g, &jl);
 	if ((code = pick_vmid(m, &g, &jl)) != 0)

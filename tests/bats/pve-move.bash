@@ -253,3 +253,12 @@ snaptime: 1700000001
 vmstate: local:100/vm-100-state-before-upgrade.raw
 " web
 }
+
+# pm_agent: an ssh-agent holding the test key, in SSH_AUTH_SOCK (--direct
+# forwards it to the source host)
+pm_agent() {
+	start_bg sh -c 'exec ssh-agent -D -a "$1" >/dev/null' sh "$T/agent.sock"
+	wait_until 5 test -S "$T/agent.sock"
+	export SSH_AUTH_SOCK=$T/agent.sock
+	ssh-add -q "$T/ssh/id"
+}

@@ -201,8 +201,12 @@ memory: 512"
 	pm_guest src 101 qemu pve1 stopped "name: db1
 scsi0: local:101/vm-101-disk-0.qcow2,size=256M
 memory: 512"
-	run -0 --separate-stderr pm_run --skip-start src dst pve3 thin db1
+	run -0 --separate-stderr pm_run --debug --skip-start src dst pve3 thin db1
 	[[ $stderr == *"(qcow2) to thin:vm-101-disk-0 (raw) by nbd"* ]]
+	# the forwards' local sockets and their directory are gone
+	ldir=$(grep -o -- '-L /tmp/pve-move\.[A-Za-z0-9]*' <<<"$stderr" | head -1 | cut -c4-)
+	[ -n "$ldir" ]
+	[ ! -e "$ldir" ]
 	# 4 MiB of data, 256 MiB of disk: only the data went over the wire
 	sent=$(grep -o '[0-9.]* MiB sent' <<<"$stderr" | tail -1 | cut -d' ' -f1)
 	awk -v s="$sent" 'BEGIN { exit !(s >= 3.9 && s < 8) }'
@@ -577,4 +581,69 @@ scsi0: local:102/vm-102-disk-0.qcow2,size=1G"
 	# zeros did not cross as data: the target holds the two written MiB
 	# and the metadata, not a GiB
 	[ "$(du -k "$T/dst/local/images/102/vm-102-disk-0.qcow2" | cut -f1)" -lt 16384 ]
+}
+
+direct_guest() {
+	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 64M 0:8M:0x61 32M:4M:0x62
+	pm_image "$T/src/local/images/100/vm-100-disk-1.qcow2" qcow2 16M 0:16M:0x63
+	pm_guest src 100 qemu pve1 stopped "name: d1
+scsi0: local:100/vm-100-disk-0.raw,size=64M
+scsi1: local:100/vm-100-disk-1.qcow2,size=16M"
+}
+
+@test "--direct: the source host sends each disk to the target itself, with the agent forwarded and the target's key as known here" {
+	direct_guest
+	pm_agent
+	run -0 --separate-stderr pm_run --direct -n src dst pve3 local d1
+	assert_line --partial "on root@src-host, piped into ssh -A there: on root@dst-host: exec perl"
+	run -0 --separate-stderr pm_run --direct --debug --skip-start src dst pve3 local d1
+	[[ $stderr == *"d1 scsi0: copying"*"by sparse"* ]]
+	[[ $stderr == *"d1 scsi1: copying"*"by stream"* ]]
+	[[ $stderr == *"d1 scsi0: 64.0 MiB / 64.0 MiB (100%), "* ]]
+	# pve-move runs the copy on the source only: ssh -A there, and from
+	# there an ssh that checks the key this host has for dst-host
+	key=$(grep '^dst-host ' "$T/ssh/known_hosts" | cut -d' ' -f2-)
+	grep -qF -- "-A -o ControlPath=none -- root@src-host 'd=\$(umask 077 && mktemp -d" <<<"$stderr"
+	grep -qF -- "pvekit-target $key" <<<"$stderr"
+	refute grep -q -- "run: ssh .*root@dst-host 'exec perl" <<<"$stderr"
+	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-0.raw" "$T/dst/local/images/100/vm-100-disk-0.raw"
+	qemu-img compare -q "$T/src/local/images/100/vm-100-disk-1.qcow2" "$T/dst/local/images/100/vm-100-disk-1.qcow2"
+	grep -qx 'name: d1--MIGRATED' <<<"$(pm_conf src 100)"
+	# the source's temporary known_hosts is gone
+	! ls /tmp/pve-move.*/known_hosts 2>/dev/null
+}
+
+@test "--direct without an agent: refused before anything changes (exit 69)" {
+	direct_guest
+	unset SSH_AUTH_SOCK
+	run -69 --separate-stderr pm_run --direct src dst pve3 local d1
+	[[ $stderr == *"d1 scsi0: --direct: root@src-host cannot log in to root@dst-host: "*"(it uses the agent forwarded from here)"* ]]
+	grep -qx 'name: d1' <<<"$(pm_conf src 100)"
+	[ -z "$(pm_writes dst)" ]
+	[ -z "$(pm_writes src)" ]
+}
+
+@test "--direct to a target whose host key this host does not know: refused (exit 78)" {
+	direct_guest
+	pm_agent
+	grep '^src-host ' "$T/ssh/known_hosts" >"$T/ssh/known_src_only"
+	sed "s|UserKnownHostsFile .*|UserKnownHostsFile $T/ssh/known_src_only|" "$T/ssh/config" >"$T/ssh/config2"
+	run -78 --separate-stderr pve-move -c "$T/rc" --ssh-config "$T/ssh/config2" --state-dir "$T/state" --direct src dst pve3 local d1
+	[[ $stderr == *"d1 scsi0: --direct: no host key for dst-host in $T/ssh/known_src_only"* ]]
+	[ -z "$(pm_writes dst)" ]
+}
+
+@test "--direct --bwlimit: the sender on the source holds the rate" {
+	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 16M 0:8M:0x61
+	pm_guest src 100 qemu pve1 stopped "name: d1
+scsi0: local:100/vm-100-disk-0.raw,size=16M"
+	pm_agent
+	run -0 pm_run --direct -n --bwlimit 16 src dst pve3 local d1
+	assert_line --regexp "^on root@src-host: exec perl -e .* '[^ ]*/vm-100-disk-0.raw' 16777216 2000000\$"
+	t0=$(date +%s%N)
+	run -0 --separate-stderr pm_run --direct --bwlimit 16 --skip-start src dst pve3 local d1
+	t1=$(date +%s%N)
+	# 8 MiB at 2 MB/s: 4 s at least (a limit, never a speed, is asserted)
+	[ $(((t1 - t0) / 1000000)) -ge 3800 ]
+	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-0.raw" "$T/dst/local/images/100/vm-100-disk-0.raw"
 }
