@@ -9,7 +9,8 @@
 #         itself), and read here (a storage section without ssh=, as on
 #         the source node);
 #       - proxmove's pipeline: rsync (no --sparse, as proxmove runs it) into
-#         a temp dir on the target, then mv into place; and for a ZFS or LVM
+#         a temp dir on the target, then mv into place (also timed with a
+#         sync after the mv, as pve-move syncs); and for a ZFS or LVM
 #         target, rsync into temp then qemu-img convert -n into the volume;
 #       - ssh cat > file of the image file.
 #     Reported: wall time and its ratio, bytes written on the target
@@ -103,17 +104,19 @@ scsi0: local:$vmid/vm-$vmid-disk-0.$fmt,size=${SIZE_MB}M"
 	rm -rf "$T/dst/local/images/$vmid" "$T/src/local/images/$vmid"
 }
 
-# proxmove's plain-to-plain pipeline: rsync into temp, mv into place.
+# proxmove's plain-to-plain pipeline: rsync into temp, mv into place; with
+# "sync", the file synced after it, as pve-move syncs each disk.
 # Prints "seconds target-bytes temp-bytes".
 proxmove_mv() {
-	local file=$1 name t0 t1 tb
+	local file=$1 name t0 t1 tb after=
 	name=$(basename "$file")
+	[ "${2:-}" = sync ] && after=" && sync $T/dst/final-$name"
 	mkdir -p "$T/dst/temp"
 	sync
 	t0=$(now_ns)
 	rsync -e "ssh -F $T/ssh/config -c aes128-gcm@openssh.com" "$file" "root@dst-host:$T/dst/temp/$name"
 	tb=$(alloc "$T/dst/temp/$name")
-	"${SSH[@]}" root@dst-host "mv $T/dst/temp/$name $T/dst/final-$name"
+	"${SSH[@]}" root@dst-host "mv $T/dst/temp/$name $T/dst/final-$name$after"
 	t1=$(now_ns)
 	echo "$(secs "$t0" "$t1") $(alloc "$T/dst/final-$name") $tb"
 	rm -f "$T/dst/final-$name"
@@ -157,15 +160,18 @@ for fmt in raw qcow2; do
 	move_one "$fmt" "$file" direct >"$T/res" || exit 1; read -r dir_s dir_b dir_how <"$T/res"
 	move_one "$fmt" "$file" local >"$T/res" || exit 1; read -r here_s here_b here_how <"$T/res"
 	proxmove_mv "$file" >"$T/res"; read -r pm_s pm_b pm_t <"$T/res"
+	proxmove_mv "$file" sync >"$T/res"; read -r pms_s pms_b pms_t <"$T/res"
 	proxmove_convert "$file" "$fmt" >"$T/res"; read -r pc_s pc_b pc_t <"$T/res"
 	ssh_cat "$file" >"$T/res"; read -r cat_s cat_b <"$T/res"
 	printf '  pve-move, source over ssh (%s):   %6ss  target %s, temp 0\n' "$ours_how" "$ours_s" "$(mib "$ours_b")"
 	printf '  pve-move --direct (%s):           %6ss  target %s, temp 0\n' "$dir_how" "$dir_s" "$(mib "$dir_b")"
 	printf '  pve-move, run on the source (%s): %6ss  target %s, temp 0\n' "$here_how" "$here_s" "$(mib "$here_b")"
 	printf '  proxmove rsync to temp + mv:        %6ss  target %s, temp %s\n' "$pm_s" "$(mib "$pm_b")" "$(mib "$pm_t")"
+	printf '  the same, synced after the mv:      %6ss\n' "$pms_s"
 	printf '  proxmove rsync + qemu-img convert:  %6ss  written %s, temp %s\n' "$pc_s" "$(mib "$pc_b")" "$(mib "$pc_t")"
 	printf '  ssh cat > file:                     %6ss  target %s\n' "$cat_s" "$(mib "$cat_b")"
 	printf '  ratio (proxmove mv / pve-move):      %s (--direct: %s, run on the source: %s)\n' "$(ratio "$ours_s" "$pm_s")" "$(ratio "$dir_s" "$pm_s")" "$(ratio "$here_s" "$pm_s")"
+	printf '  ratio (proxmove mv, synced / pve-move): %s (--direct: %s, run on the source: %s)\n' "$(ratio "$ours_s" "$pms_s")" "$(ratio "$dir_s" "$pms_s")" "$(ratio "$here_s" "$pms_s")"
 	printf '  ratio (proxmove convert / pve-move): %s (--direct: %s, run on the source: %s)\n' "$(ratio "$ours_s" "$pc_s")" "$(ratio "$dir_s" "$pc_s")" "$(ratio "$here_s" "$pc_s")"
 	printf '  target bytes / data:                 %s\n' "$(ratio "$data" "$ours_b")"
 done
