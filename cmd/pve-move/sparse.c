@@ -11,7 +11,10 @@
  *
  * Both ends are perl: perl-base is Essential on Debian and so on every
  * Proxmox node, and its Errno, IO::Handle and Config are all either side
- * needs. The record: offset and length as two big-endian 64-bit numbers,
+ * needs. Each end makes its pipe to ssh 1 MiB (F_SETPIPE_SZ, 1031 on every
+ * Linux; nothing happens when it is no pipe): with the 64 KiB default,
+ * ssh, perl and the disk took turns, and 1 GiB took 4.6 s instead of 3.2
+ * on a 2-core test machine. The record: offset and length as two big-endian 64-bit numbers,
  * then the bytes; the end is (volume size, 0). The sender reports its
  * position on stderr as "@OFFSET" lines, for the progress line. */
 #include <stdlib.h>
@@ -25,7 +28,7 @@
  * --direct, where no byte passes through pve-move) holds it to that many
  * bytes a second, with Time::HiRes (in perl, which Proxmox VE needs). */
 static const char sender[] =
-    "use strict; use warnings;"
+    "use strict; use warnings; fcntl(STDOUT, 1031, 1 << 20);"
     "my ($path, $size, $bps) = @ARGV; my $B = 256 << 10; my $S = 65536; my $buf = \"\";"
     "my ($t0, $sent) = (0, 0); if ($bps) { require Time::HiRes; $t0 = Time::HiRes::time(); }"
     "open(my $f, \"<:raw\", $path) or die \"$path: $!\\n\";"
@@ -75,7 +78,7 @@ static const char sender[] =
  * behind gigabytes of our dirty pages. The call is by number, known for
  * amd64 and arm64; elsewhere the final sync alone does it. */
 static const char receiver[] =
-    "use strict; use warnings; use IO::Handle; use Config;"
+    "use strict; use warnings; use IO::Handle; use Config; fcntl(STDIN, 1031, 1 << 20);"
     "my ($path, $size, $mode) = @ARGV; my $B = 256 << 10; my $Z = \"\\0\" x $B;"
     "my $sfr = { x86_64 => 277, aarch64 => 84 }->{ (split /-/, $Config{archname})[0] };"
     "my ($buf, $hdr, $at, $ws, $pw) = (\"\", \"\", -1, 0, 0);"
