@@ -18,13 +18,16 @@
 #  2. throughput on incompressible data: 1 GiB of random bytes, pve-move vs
 #     ssh cat, and vs ssh cat with the file synced after it (pve-move syncs
 #     each disk before it counts as copied; cat does not).
-# Wall times include pve-move's API calls and ssh logins. The machine may be
-# shared: run it twice and compare.
+# Wall times include pve-move's API calls and ssh logins. Each is taken
+# ROUNDS times (PVE_MOVE_BENCH_ROUNDS, 3 by default), the rounds
+# interleaved, and the median shown: on a shared machine one run swings by
+# a second.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="${PVEKIT_BUILD:-$top/build}:$top/tests/fakes:$PATH"
 FAKES=$top/tests/fakes
 SIZE_MB=${PVE_MOVE_BENCH_MB:-2048}
+ROUNDS=${PVE_MOVE_BENCH_ROUNDS:-3}
 T=$(mktemp -d /tmp/pve-move-bench.XXXXXX)
 : >"$T/.bg-pids"
 start_bg() {
@@ -57,8 +60,19 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 alloc() { du -B1 "$1" | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f MiB", b / 1048576 }'; }
+# median FILE: the median of the first column of each line
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# round NAME CMD...: CMD's output line ("seconds more...") appended to
+# $T/r.NAME; last NAME: the median of the seconds and the rest of the last
+# line
+round() {
+	local name=$1
+	shift
+	"$@" >>"$T/r.$name" || exit 1
+}
+last() { echo "$(median "$T/r.$1") $(tail -1 "$T/r.$1" | cut -d' ' -f2-)"; }
 
-echo "setting up: two fake clusters, two sshd, a ${SIZE_MB} MiB image..."
+echo "setting up: two fake clusters, two sshd, a ${SIZE_MB} MiB image; each time the median of $ROUNDS rounds..."
 pm_setup >/dev/null
 pm_agent
 SSH=(ssh -F "$T/ssh/config" -T -c aes128-gcm@openssh.com)
@@ -156,13 +170,23 @@ data=$((SIZE_MB / 2 * 1048576))
 for fmt in raw qcow2; do
 	file=$T/half.$fmt
 	echo "== ${SIZE_MB} MiB $fmt image, half of it data ($(mib "$data")), dir to dir"
-	move_one "$fmt" "$file" ssh >"$T/res" || exit 1; read -r ours_s ours_b ours_how <"$T/res"
-	move_one "$fmt" "$file" direct >"$T/res" || exit 1; read -r dir_s dir_b dir_how <"$T/res"
-	move_one "$fmt" "$file" local >"$T/res" || exit 1; read -r here_s here_b here_how <"$T/res"
-	proxmove_mv "$file" >"$T/res"; read -r pm_s pm_b pm_t <"$T/res"
-	proxmove_mv "$file" sync >"$T/res"; read -r pms_s pms_b pms_t <"$T/res"
-	proxmove_convert "$file" "$fmt" >"$T/res"; read -r pc_s pc_b pc_t <"$T/res"
-	ssh_cat "$file" >"$T/res"; read -r cat_s cat_b <"$T/res"
+	rm -f "$T"/r.*
+	for _ in $(seq "$ROUNDS"); do
+		round ours move_one "$fmt" "$file" ssh
+		round dir move_one "$fmt" "$file" direct
+		round here move_one "$fmt" "$file" local
+		round pm proxmove_mv "$file"
+		round pms proxmove_mv "$file" sync
+		round pc proxmove_convert "$file" "$fmt"
+		round cat ssh_cat "$file"
+	done
+	read -r ours_s ours_b ours_how < <(last ours)
+	read -r dir_s dir_b dir_how < <(last dir)
+	read -r here_s here_b here_how < <(last here)
+	read -r pm_s pm_b pm_t < <(last pm)
+	read -r pms_s pms_b pms_t < <(last pms)
+	read -r pc_s pc_b pc_t < <(last pc)
+	read -r cat_s cat_b < <(last cat)
 	printf '  pve-move, source over ssh (%s):   %6ss  target %s, temp 0\n' "$ours_how" "$ours_s" "$(mib "$ours_b")"
 	printf '  pve-move --direct (%s):           %6ss  target %s, temp 0\n' "$dir_how" "$dir_s" "$(mib "$dir_b")"
 	printf '  pve-move, run on the source (%s): %6ss  target %s, temp 0\n' "$here_how" "$here_s" "$(mib "$here_b")"
@@ -181,14 +205,22 @@ python3 -c 'import os,sys
 with open(sys.argv[1],"wb") as f:
     for _ in range(1024): f.write(os.urandom(1<<20))' "$T/rand.raw"
 SIZE_MB=1024
-move_one raw "$T/rand.raw" ssh >"$T/res" || exit 1; read -r r_s r_b r_how r_rate <"$T/res"
-move_one raw "$T/rand.raw" direct >"$T/res" || exit 1; read -r rd_s rd_b rd_how rd_rate <"$T/res"
-move_one raw "$T/rand.raw" local >"$T/res" || exit 1; read -r rh_s rh_b rh_how rh_rate <"$T/res"
-ssh_cat "$T/rand.raw" >"$T/res"; read -r c_s c_b <"$T/res"
-ssh_cat "$T/rand.raw" sync >"$T/res"; read -r cs_s cs_b <"$T/res"
-printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s (the copy alone: %s)\n' "$r_how" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$r_rate"
-printf '  pve-move --direct (%s):           %6ss  %s MiB/s (the copy alone: %s)\n' "$rd_how" "$rd_s" "$(awk -v s="$rd_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rd_rate"
-printf '  pve-move, run on the source (%s): %6ss  %s MiB/s (the copy alone: %s)\n' "$rh_how" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rh_rate"
+rm -f "$T"/r.*
+for _ in $(seq "$ROUNDS"); do
+	round r move_one raw "$T/rand.raw" ssh
+	round rd move_one raw "$T/rand.raw" direct
+	round rh move_one raw "$T/rand.raw" local
+	round c ssh_cat "$T/rand.raw"
+	round cs ssh_cat "$T/rand.raw" sync
+done
+read -r r_s r_b r_how r_rate < <(last r)
+read -r rd_s rd_b rd_how rd_rate < <(last rd)
+read -r rh_s rh_b rh_how rh_rate < <(last rh)
+read -r c_s c_b < <(last c)
+read -r cs_s cs_b < <(last cs)
+printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s (the copy alone, last round: %s)\n' "$r_how" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$r_rate"
+printf '  pve-move --direct (%s):           %6ss  %s MiB/s (the copy alone, last round: %s)\n' "$rd_how" "$rd_s" "$(awk -v s="$rd_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rd_rate"
+printf '  pve-move, run on the source (%s): %6ss  %s MiB/s (the copy alone, last round: %s)\n' "$rh_how" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rh_rate"
 printf '  ssh cat > file:                     %6ss  %s MiB/s\n' "$c_s" "$(awk -v s="$c_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  ssh cat > file && sync file:         %6ss  %s MiB/s\n' "$cs_s" "$(awk -v s="$cs_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  throughput ratio (pve-move / ssh cat): %s (--direct: %s, run on the source: %s)\n' "$(ratio "$r_s" "$c_s")" "$(ratio "$rd_s" "$c_s")" "$(ratio "$rh_s" "$c_s")"

@@ -5,7 +5,9 @@
  * see relay_direct).
  *
  * relay_pipe: a stream (a volume's data records, zfs send, vzdump) from one
- * command's stdout into the other's stdin.
+ * command's stdout into the other's stdin. A source that reports its own
+ * positions, with no --bwlimit to keep, writes straight into the target's
+ * stdin instead: one pipe, no hop through us.
  * relay_nbd: qemu-nbd on the source, qemu-img on the target, each behind a
  * forwarded Unix socket; we join the two forwards.
  * relay_direct (--direct): the source host sends to the target itself and
@@ -178,10 +180,11 @@ read_into(int *fd, struct buf *b)
 	}
 }
 
-/* Takes the "@OFFSET" lines out of a source's stderr into p->done; the
- * rest stays for the error message. */
+/* Takes the "@OFFSET [SENT]" lines out of a source's stderr into p->done
+ * (with sent, p->wire: the bytes it wrote, when they do not pass here);
+ * the rest stays for the error message. */
 static void
-take_positions(struct buf *b, struct progress *p)
+take_positions(struct buf *b, struct progress *p, int sent)
 {
 	size_t keep = 0, i = 0;
 
@@ -193,8 +196,13 @@ take_positions(struct buf *b, struct progress *p)
 
 		if (!nl && b->data[i] == '@')
 			break; /* the rest of this line comes later */
-		if (b->data[i] == '@')
-			p->done = strtoull(b->data + i + 1, NULL, 10);
+		if (b->data[i] == '@') {
+			char *e;
+
+			p->done = strtoull(b->data + i + 1, &e, 10);
+			if (sent && *e == ' ')
+				p->wire = strtoull(e + 1, NULL, 10);
+		}
 		else {
 			memmove(b->data + keep, b->data + i, end - i);
 			keep += end - i;
@@ -216,6 +224,79 @@ target_had_all(int fd)
 	return ioctl(fd, FIONREAD, &left) == 0 && left == 0;
 }
 
+/* Follows a source that reports its positions, the bytes not passing
+ * here: with --direct (pd NULL) it sends to the target itself; else its
+ * stdout is the target's stdin, one pipe from one command to the other.
+ * No position moves for idle_ms: cut. */
+static int
+follow_positions(struct pipe_cmd *pc, struct progress *p, int with_target)
+{
+	int se[2], de[2] = { -1, -1 }, data[2] = { -1, -1 }, ok = 1;
+	struct proc ps, pd;
+	int64_t last = mono_ms();
+	uint64_t seen = 0;
+
+	if (pipe2(se, O_CLOEXEC) < 0 ||
+	    (with_target && (pipe2(data, O_CLOEXEC) < 0 || pipe2(de, O_CLOEXEC) < 0)))
+		die(EXIT_OSERR, "pipe: %s", strerror(errno));
+	if (with_target) {
+		fcntl(data[0], F_SETPIPE_SZ, 1 << 20);
+		spawn(&pd, pc->dst_argv, data[0], PROC_DEVNULL, de[1]);
+		close(data[0]);
+		close(de[1]);
+	}
+	spawn(&ps, pc->src_argv, PROC_DEVNULL, with_target ? data[1] : PROC_DEVNULL, se[1]);
+	if (with_target)
+		close(data[1]);
+	close(se[1]);
+	while (se[0] >= 0 || de[0] >= 0) {
+		struct pollfd f[2] = { { se[0], POLLIN, 0 }, { de[0], POLLIN, 0 } };
+
+		if (poll(f, 2, 1000) < 0 && errno != EINTR)
+			break;
+		if (interrupted) {
+			snprintf(pc->why, sizeof pc->why, "interrupted");
+			ok = 0;
+			break;
+		}
+		if (f[0].revents) {
+			read_into(&se[0], &pc->src_err);
+			take_positions(&pc->src_err, p, 1);
+		}
+		if (f[1].revents)
+			read_into(&de[0], &pc->dst_err);
+		if (p->done != seen) {
+			seen = p->done;
+			last = mono_ms();
+		} else if (mono_ms() - last > pc->idle_ms) {
+			snprintf(pc->why, sizeof pc->why, "no progress for %llds",
+			         (long long)(pc->idle_ms / 1000));
+			ok = 0;
+			break;
+		}
+		progress_show(p, 0);
+	}
+	if (!ok) {
+		proc_abort(&ps);
+		if (with_target)
+			proc_abort(&pd);
+	}
+	if (se[0] >= 0)
+		close(se[0]);
+	if (de[0] >= 0)
+		close(de[0]);
+	pc->src_rc = collect(&ps);
+	pc->dst_rc = with_target ? collect(&pd) : 0;
+	/* a source cut off by a target that failed: the target says why */
+	if (ok && pc->src_rc && pc->dst_rc && pc->dst_err.len &&
+	    !strstr(pc->dst_err.data, "the stream broke off"))
+		snprintf(pc->why, sizeof pc->why, "the target stopped reading");
+	if (ok && pc->src_rc == 0 && pc->dst_rc == 0)
+		p->done = p->total;
+	progress_show(p, 1);
+	return ok && pc->src_rc == 0 && pc->dst_rc == 0 ? 0 : -1;
+}
+
 int
 relay_pipe(struct pipe_cmd *pc, struct progress *p)
 {
@@ -225,6 +306,12 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	int64_t last = mono_ms();
 	int ok = 1, target_ended = 0;
 
+	/* nothing to count or hold back here: one pipe from the source's
+	 * command into the target's, without the hop through us */
+	if (pc->src_positions && !bwlimit_bps) {
+		free(buf);
+		return follow_positions(pc, p, 1);
+	}
 	if (pipe2(data, O_CLOEXEC) < 0 || pipe2(into, O_CLOEXEC) < 0 || pipe2(se, O_CLOEXEC) < 0 ||
 	    pipe2(de, O_CLOEXEC) < 0)
 		die(EXIT_OSERR, "pipe: %s", strerror(errno));
@@ -251,7 +338,7 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 		if (f[1].revents) {
 			read_into(&se[0], &pc->src_err);
 			if (pc->src_positions)
-				take_positions(&pc->src_err, p);
+				take_positions(&pc->src_err, p, 0);
 		}
 		if (f[2].revents)
 			read_into(&de[0], &pc->dst_err);
@@ -322,7 +409,7 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 		if (f[0].revents) {
 			read_into(&se[0], &pc->src_err);
 			if (pc->src_positions)
-				take_positions(&pc->src_err, p);
+				take_positions(&pc->src_err, p, 0);
 		}
 		if (f[1].revents)
 			read_into(&de[0], &pc->dst_err);
@@ -338,54 +425,10 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	return ok && pc->src_rc == 0 && pc->dst_rc == 0 ? 0 : -1;
 }
 
-/* --direct: the source sends to the target itself; only its stderr, with
- * the positions, comes here. No position moves for idle_ms: cut. */
 int
 relay_direct(struct pipe_cmd *pc, struct progress *p)
 {
-	int se[2], ok = 1;
-	struct proc ps;
-	int64_t last = mono_ms();
-	uint64_t seen = 0;
-
-	if (pipe2(se, O_CLOEXEC) < 0)
-		die(EXIT_OSERR, "pipe: %s", strerror(errno));
-	spawn(&ps, pc->src_argv, PROC_DEVNULL, PROC_DEVNULL, se[1]);
-	close(se[1]);
-	while (se[0] >= 0) {
-		struct pollfd f = { se[0], POLLIN, 0 };
-
-		if (poll(&f, 1, 1000) < 0 && errno != EINTR)
-			break;
-		if (interrupted) {
-			snprintf(pc->why, sizeof pc->why, "interrupted");
-			ok = 0;
-			break;
-		}
-		if (f.revents) {
-			read_into(&se[0], &pc->src_err);
-			take_positions(&pc->src_err, p);
-		}
-		if (p->done != seen) {
-			seen = p->done;
-			last = mono_ms();
-		} else if (mono_ms() - last > pc->idle_ms) {
-			snprintf(pc->why, sizeof pc->why, "no progress for %llds",
-			         (long long)(pc->idle_ms / 1000));
-			ok = 0;
-			break;
-		}
-		progress_show(p, 0);
-	}
-	if (!ok)
-		proc_abort(&ps);
-	if (se[0] >= 0)
-		close(se[0]);
-	pc->src_rc = collect(&ps);
-	if (ok && pc->src_rc == 0)
-		p->done = p->total;
-	progress_show(p, 1);
-	return ok && pc->src_rc == 0 ? 0 : -1;
+	return follow_positions(pc, p, 0);
 }
 
 static int

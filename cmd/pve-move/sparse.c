@@ -16,7 +16,8 @@
  * ssh, perl and the disk took turns, and 1 GiB took 4.6 s instead of 3.2
  * on a 2-core test machine. The record: offset and length as two big-endian 64-bit numbers,
  * then the bytes; the end is (volume size, 0). The sender reports its
- * position on stderr as "@OFFSET" lines, for the progress line. */
+ * position and the bytes it has written on stderr as "@OFFSET SENT" lines,
+ * for the progress line. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,9 +61,9 @@ static const char sender[] =
     "      record($d + $run, $run, $o - $run); $run = -1; }"
     "    record($d + $run, $run, $want - $run) if $run >= 0;"
     "    $d += $want;"
-    "    if ($d - $told >= 16 << 20) { print STDERR \"\\@$d\\n\"; $told = $d; } }"
-    "  $pos = $h; print STDERR \"\\@$pos\\n\"; $told = $pos; }"
-    "my $end = pack(\"Q>Q>\", $size, 0); out(\\$end, 0, 16);";
+    "    if ($d - $told >= 16 << 20) { print STDERR \"\\@$d $sent\\n\"; $told = $d; } }"
+    "  $pos = $h; print STDERR \"\\@$pos $sent\\n\"; $told = $pos; }"
+    "my $end = pack(\"Q>Q>\", $size, 0); out(\\$end, 0, 16); print STDERR \"\\@$size $sent\\n\";";
 
 /* perl -e RECEIVE PATH SIZE MODE. MODE says what the target holds where
  * no record goes: "thin", zeros already (a fresh thin volume: the gaps are
@@ -72,8 +73,8 @@ static const char sender[] =
  * its own preallocated metadata). Writes what each read brings, as dd does,
  * seeking only where a record does not go on from the last.
  *
- * Every 8 MiB it starts the writeback of what it wrote and waits for the
- * 8 MiB before (sync_file_range): the disk writes while the stream runs,
+ * Every 32 MiB it starts the writeback of what it wrote and waits for the
+ * 32 MiB before (sync_file_range): the disk writes while the stream runs,
  * the final sync has little left, and a node's running guests never stall
  * behind gigabytes of our dirty pages. The call is by number, known for
  * amd64 and arm64; elsewhere the final sync alone does it. */
@@ -90,7 +91,7 @@ static const char receiver[] =
     "  if ($to != $at) { sysseek($f, $to, 0) or die \"$path: $!\\n\"; }"
     "  my $o = 0; while ($o < $l) {"
     "    my $n = syswrite($f, $$s, $l - $o, $o); die \"$path: $!\\n\" unless defined $n;"
-    "    $o += $n; } $at = $to + $l; pace() if $at - $ws >= 8 << 20; }"
+    "    $o += $n; } $at = $to + $l; pace() if $at - $ws >= 32 << 20; }"
     "my $pos = 0;"
     "for (;;) {"
     "  my $got = 0;"

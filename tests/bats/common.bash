@@ -50,6 +50,9 @@ pvekit_teardown() {
 	if [ -f "$T/.netns" ]; then
 		while read -r ns; do ip netns del "$ns" 2>/dev/null || true; done <"$T/.netns"
 	fi
+	if [ -f "$T/.mounts" ]; then
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done <"$T/.mounts"
+	fi
 }
 
 # wait_until SECONDS COMMAND...: polls every 20 ms, fails after SECONDS.

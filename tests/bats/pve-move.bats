@@ -382,6 +382,50 @@ scsi0: local:100/vm-100-disk-0.raw,size=64M"
 	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-0.raw" "$T/dst/local/images/100/vm-100-disk-0.raw"
 }
 
+@test "a target link that hangs in a copy straight from source to target: Ctrl-C stops it (exit 130), --resume finishes" {
+	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 64M 0:40M:0x43
+	pm_guest src 100 qemu pve1 stopped "name: i2
+scsi0: local:100/vm-100-disk-0.raw,size=64M"
+	# no --bwlimit: the source's stream goes into the target's ssh through
+	# one pipe, not through pve-move; the target's link hangs after 12 MB
+	sed -i "s|^Host dst-host|&\n\tProxyCommand $FAKES/cut-proxy 127.0.0.1 $SSHPORT_dst 12000000 $T/cut.done stall|" "$T/ssh/config"
+	start_bg bash -c "exec pve-move -c '$T/rc' --ssh-config '$T/ssh/config' --state-dir '$T/state' src dst pve3 local i2 2>'$T/err'"
+	pid=$BG_PID
+	wait_until 60 test -e "$T/cut.done"
+	sleep 1
+	kill -0 "$pid"
+	kill -INT "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	cat "$T/err"
+	[ "$rc" -eq 130 ]
+	grep -q 'i2 scsi0: copy: interrupted' "$T/err"
+	# no sender, receiver, ssh or hung link of ours is left
+	wait_until 10 bash -c "! pgrep -f '[v]m-100-disk-0.raw|[c]ut-proxy.*$T'"
+	grep -qx 'name: i2--CLONING' <<<"$(pm_conf src 100)"
+	run -0 --separate-stderr pm_run --resume src dst pve3 local i2
+	qemu-img compare -q -f raw -F raw "$T/src/local/images/100/vm-100-disk-0.raw" "$T/dst/local/images/100/vm-100-disk-0.raw"
+}
+
+@test "a target that fails in the middle of a straight copy (its disk full): its own message, the disk not counted as copied" {
+	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 64M 0:40M:0x44
+	pm_guest src 100 qemu pve1 stopped "name: f1
+scsi0: local:100/vm-100-disk-0.raw,size=64M"
+	mkdir -p "$T/dst/local/images/100"
+	mount -t tmpfs -o size=8m tmpfs "$T/dst/local/images/100"
+	echo "$T/dst/local/images/100" >>"$T/.mounts"
+	run --separate-stderr pm_run src dst pve3 local f1
+	echo "$stderr"
+	[ "$status" -ne 0 ]
+	[[ $stderr == *"f1 scsi0: target: "*"vm-100-disk-0.raw: No space left on device"* ]]
+	refute grep -q 'source: ' <<<"$stderr"
+	refute grep -q 'interrupted' <<<"$stderr"
+	[[ $stderr == *"the move stopped at step 'cloning'"* ]]
+	# the allocated volume is remembered for --resume, the copy not done
+	[ "$(jq -r '.disks.scsi0.state // "none"' "$T/state/pve-move-src-100.json")" != done ]
+	umount "$T/dst/local/images/100"
+}
+
 @test "ZFS to ZFS: a full send while it runs, the delta after the stop, guids compared, own snapshots destroyed" {
 	pm_image "$T/src/zfs/zvol/tank/vm-100-disk-0" raw 16M 0:2M:0x51
 	pm_guest src 100 qemu pve1 running "name: z1
