@@ -656,7 +656,7 @@ scsi1: local:100/vm-100-disk-1.qcow2,size=16M"
 	qemu-img compare -q "$T/src/local/images/100/vm-100-disk-1.qcow2" "$T/dst/local/images/100/vm-100-disk-1.qcow2"
 	grep -qx 'name: d1--MIGRATED' <<<"$(pm_conf src 100)"
 	# the source's temporary known_hosts is gone
-	! ls /tmp/pve-move.*/known_hosts 2>/dev/null
+	[ -z "$(ls /tmp/pve-move.*/known_hosts 2>/dev/null)" ]
 }
 
 @test "--direct without an agent: refused before anything changes (exit 69)" {
