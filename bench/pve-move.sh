@@ -184,12 +184,12 @@ for fmt in raw qcow2; do
 	read -r dir_s dir_b dir_how < <(last dir)
 	read -r here_s here_b here_how < <(last here)
 	read -r pm_s pm_b pm_t < <(last pm)
-	read -r pms_s pms_b pms_t < <(last pms)
+	read -r pms_s _ < <(last pms)
 	read -r pc_s pc_b pc_t < <(last pc)
 	read -r cat_s cat_b < <(last cat)
-	printf '  pve-move, source over ssh (%s):   %6ss  target %s, temp 0\n' "$ours_how" "$ours_s" "$(mib "$ours_b")"
-	printf '  pve-move --direct (%s):           %6ss  target %s, temp 0\n' "$dir_how" "$dir_s" "$(mib "$dir_b")"
-	printf '  pve-move, run on the source (%s): %6ss  target %s, temp 0\n' "$here_how" "$here_s" "$(mib "$here_b")"
+	printf '  pve-move, source over ssh (%s):   %6ss  target %s, temp 0\n' "${ours_how//_/ }" "$ours_s" "$(mib "$ours_b")"
+	printf '  pve-move --direct (%s):           %6ss  target %s, temp 0\n' "${dir_how//_/ }" "$dir_s" "$(mib "$dir_b")"
+	printf '  pve-move, run on the source (%s): %6ss  target %s, temp 0\n' "${here_how//_/ }" "$here_s" "$(mib "$here_b")"
 	printf '  proxmove rsync to temp + mv:        %6ss  target %s, temp %s\n' "$pm_s" "$(mib "$pm_b")" "$(mib "$pm_t")"
 	printf '  the same, synced after the mv:      %6ss\n' "$pms_s"
 	printf '  proxmove rsync + qemu-img convert:  %6ss  written %s, temp %s\n' "$pc_s" "$(mib "$pc_b")" "$(mib "$pc_t")"
@@ -213,14 +213,14 @@ for _ in $(seq "$ROUNDS"); do
 	round c ssh_cat "$T/rand.raw"
 	round cs ssh_cat "$T/rand.raw" sync
 done
-read -r r_s r_b r_how r_rate < <(last r)
-read -r rd_s rd_b rd_how rd_rate < <(last rd)
-read -r rh_s rh_b rh_how rh_rate < <(last rh)
-read -r c_s c_b < <(last c)
-read -r cs_s cs_b < <(last cs)
-printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s (the copy alone, last round: %s)\n' "$r_how" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$r_rate"
-printf '  pve-move --direct (%s):           %6ss  %s MiB/s (the copy alone, last round: %s)\n' "$rd_how" "$rd_s" "$(awk -v s="$rd_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rd_rate"
-printf '  pve-move, run on the source (%s): %6ss  %s MiB/s (the copy alone, last round: %s)\n' "$rh_how" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')" "$rh_rate"
+read -r r_s _ r_how r_rate < <(last r)
+read -r rd_s _ rd_how rd_rate < <(last rd)
+read -r rh_s _ rh_how rh_rate < <(last rh)
+read -r c_s _ < <(last c)
+read -r cs_s _ < <(last cs)
+printf '  pve-move, source over ssh (%s):   %6ss  %s MiB/s (the copy alone, last round: %s)\n' "${r_how//_/ }" "$r_s" "$(awk -v s="$r_s" 'BEGIN { printf "%.0f", 1024 / s }')" "${r_rate//_/ }"
+printf '  pve-move --direct (%s):           %6ss  %s MiB/s (the copy alone, last round: %s)\n' "${rd_how//_/ }" "$rd_s" "$(awk -v s="$rd_s" 'BEGIN { printf "%.0f", 1024 / s }')" "${rd_rate//_/ }"
+printf '  pve-move, run on the source (%s): %6ss  %s MiB/s (the copy alone, last round: %s)\n' "${rh_how//_/ }" "$rh_s" "$(awk -v s="$rh_s" 'BEGIN { printf "%.0f", 1024 / s }')" "${rh_rate//_/ }"
 printf '  ssh cat > file:                     %6ss  %s MiB/s\n' "$c_s" "$(awk -v s="$c_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  ssh cat > file && sync file:         %6ss  %s MiB/s\n' "$cs_s" "$(awk -v s="$cs_s" 'BEGIN { printf "%.0f", 1024 / s }')"
 printf '  throughput ratio (pve-move / ssh cat): %s (--direct: %s, run on the source: %s)\n' "$(ratio "$r_s" "$c_s")" "$(ratio "$rd_s" "$c_s")" "$(ratio "$rh_s" "$c_s")"
