@@ -409,7 +409,8 @@ pipe_copy(struct move *m, struct guest *g, struct vol *v, const char *scmd, cons
 	}
 	pc.src_argv = host_argv(&sh, scmd, NULL);
 	pc.dst_argv = host_argv(&dh, dcmd, NULL);
-	rc = relay_pipe(&pc, pr);
+	/* through pve-move only to be held to --bwlimit */
+	rc = bwlimit_bps ? relay_pipe(&pc, pr) : relay_straight(&pc, pr);
 	if (rc < 0) {
 		/* a target that stopped reading says why itself */
 		int target_says = pc.dst_rc && pc.dst_err.len &&

@@ -174,6 +174,7 @@ struct pipe_cmd {
 	char why[256];
 };
 int relay_pipe(struct pipe_cmd *pc, struct progress *p);
+int relay_straight(struct pipe_cmd *pc, struct progress *p);
 int relay_direct(struct pipe_cmd *pc, struct progress *p);
 
 /* NBD: the source command serves a socket, forwarded to local_src; the

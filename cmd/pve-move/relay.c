@@ -5,9 +5,10 @@
  * see relay_direct).
  *
  * relay_pipe: a stream (a volume's data records, zfs send, vzdump) from one
- * command's stdout into the other's stdin. A source that reports its own
- * positions, with no --bwlimit to keep, writes straight into the target's
- * stdin instead: one pipe, no hop through us.
+ * command's stdout into the other's stdin.
+ * relay_straight: a source that reports its own positions writes into the
+ * target's stdin through one pipe, without the hop through us, when there
+ * is no --bwlimit to keep.
  * relay_nbd: qemu-nbd on the source, qemu-img on the target, each behind a
  * forwarded Unix socket; we join the two forwards.
  * relay_direct (--direct): the source host sends to the target itself and
@@ -202,8 +203,7 @@ take_positions(struct buf *b, struct progress *p, int sent)
 			p->done = strtoull(b->data + i + 1, &e, 10);
 			if (sent && *e == ' ')
 				p->wire = strtoull(e + 1, NULL, 10);
-		}
-		else {
+		} else {
 			memmove(b->data + keep, b->data + i, end - i);
 			keep += end - i;
 		}
@@ -225,9 +225,9 @@ target_had_all(int fd)
 }
 
 /* Follows a source that reports its positions, the bytes not passing
- * here: with --direct (pd NULL) it sends to the target itself; else its
- * stdout is the target's stdin, one pipe from one command to the other.
- * No position moves for idle_ms: cut. */
+ * here: without a target (--direct) it sends to the target itself; with
+ * one, its stdout is the target's stdin, one pipe from one command to the
+ * other. No position moves for idle_ms: cut. */
 static int
 follow_positions(struct pipe_cmd *pc, struct progress *p, int with_target)
 {
@@ -306,12 +306,6 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	int64_t last = mono_ms();
 	int ok = 1, target_ended = 0;
 
-	/* nothing to count or hold back here: one pipe from the source's
-	 * command into the target's, without the hop through us */
-	if (pc->src_positions && !bwlimit_bps) {
-		free(buf);
-		return follow_positions(pc, p, 1);
-	}
 	if (pipe2(data, O_CLOEXEC) < 0 || pipe2(into, O_CLOEXEC) < 0 || pipe2(se, O_CLOEXEC) < 0 ||
 	    pipe2(de, O_CLOEXEC) < 0)
 		die(EXIT_OSERR, "pipe: %s", strerror(errno));
@@ -423,6 +417,12 @@ relay_pipe(struct pipe_cmd *pc, struct progress *p)
 	free(buf);
 	progress_show(p, 1);
 	return ok && pc->src_rc == 0 && pc->dst_rc == 0 ? 0 : -1;
+}
+
+int
+relay_straight(struct pipe_cmd *pc, struct progress *p)
+{
+	return follow_positions(pc, p, 1);
 }
 
 int

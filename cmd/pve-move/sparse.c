@@ -14,8 +14,8 @@
  * needs. Each end makes its pipe to ssh 1 MiB (F_SETPIPE_SZ, 1031 on every
  * Linux; nothing happens when it is no pipe): with the 64 KiB default,
  * ssh, perl and the disk took turns, and 1 GiB took 4.6 s instead of 3.2
- * on a 2-core test machine. The record: offset and length as two big-endian 64-bit numbers,
- * then the bytes; the end is (volume size, 0). The sender reports its
+ * on a 2-core test machine. The record: offset and length as two
+ * big-endian 64-bit numbers, then the bytes; the end is (volume size, 0). The sender reports its
  * position and the bytes it has written on stderr as "@OFFSET SENT" lines,
  * for the progress line. */
 #include <stdlib.h>

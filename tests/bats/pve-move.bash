@@ -187,6 +187,20 @@ pm_image() {
 	done
 }
 
+# pm_start_bg ARG...: pve-move in the background (BG_PID), its output in
+# $T/out and $T/err
+pm_start_bg() {
+	start_bg bash -c "exec pve-move -c '$T/rc' --ssh-config '$T/ssh/config' --state-dir '$T/state' $* >'$T/out' 2>'$T/err'"
+}
+
+# pm_interrupt PID: Ctrl-C to it; its exit code in rc, its stderr shown
+pm_interrupt() {
+	kill -INT "$1"
+	rc=0
+	wait "$1" || rc=$?
+	cat "$T/err"
+}
+
 pm_run() {
 	pve-move -c "$T/rc" --ssh-config "$T/ssh/config" --state-dir "$T/state" "$@"
 }

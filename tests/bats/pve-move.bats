@@ -307,7 +307,7 @@ memory: 512"
 	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 64M 0:24M:0x5a
 	pm_guest src 100 qemu pve1 stopped "name: s1
 scsi0: local:100/vm-100-disk-0.raw,size=64M"
-	start_bg bash -c "exec pve-move -c '$T/rc' --ssh-config '$T/ssh/config' --state-dir '$T/state' --debug --bwlimit 40 --skip-start src dst pve3 thin s1 >'$T/out' 2>'$T/err'"
+	pm_start_bg --debug --bwlimit 40 --skip-start src dst pve3 thin s1
 	pid=$BG_PID
 	: >"$T/ps"
 	while kill -0 "$pid" 2>/dev/null; do
@@ -365,14 +365,11 @@ scsi1: local:100/vm-100-disk-1.raw,size=64M"
 	pm_image "$T/src/local/images/100/vm-100-disk-0.raw" raw 64M 0:40M:0x41
 	pm_guest src 100 qemu pve1 stopped "name: i1
 scsi0: local:100/vm-100-disk-0.raw,size=64M"
-	start_bg bash -c "exec pve-move -c '$T/rc' --ssh-config '$T/ssh/config' --state-dir '$T/state' --bwlimit 16 src dst pve3 local i1 2>'$T/err'"
+	pm_start_bg --bwlimit 16 src dst pve3 local i1
 	pid=$BG_PID
 	# data is flowing: the target volume grows
 	wait_until 300 bash -c "[ \$(du -k '$T/dst/local/images/100/vm-100-disk-0.raw' 2>/dev/null | cut -f1) -gt 2048 ]"
-	kill -INT "$pid"
-	rc=0
-	wait "$pid" || rc=$?
-	cat "$T/err"
+	pm_interrupt "$pid"
 	[ "$rc" -eq 130 ]
 	grep -q 'interrupted' "$T/err"
 	# no qemu-nbd, qemu-img or ssh of ours is left
@@ -389,15 +386,12 @@ scsi0: local:100/vm-100-disk-0.raw,size=64M"
 	# no --bwlimit: the source's stream goes into the target's ssh through
 	# one pipe, not through pve-move; the target's link hangs after 12 MB
 	sed -i "s|^Host dst-host|&\n\tProxyCommand $FAKES/cut-proxy 127.0.0.1 $SSHPORT_dst 12000000 $T/cut.done stall|" "$T/ssh/config"
-	start_bg bash -c "exec pve-move -c '$T/rc' --ssh-config '$T/ssh/config' --state-dir '$T/state' src dst pve3 local i2 2>'$T/err'"
+	pm_start_bg src dst pve3 local i2
 	pid=$BG_PID
 	wait_until 60 test -e "$T/cut.done"
 	sleep 1
 	kill -0 "$pid"
-	kill -INT "$pid"
-	rc=0
-	wait "$pid" || rc=$?
-	cat "$T/err"
+	pm_interrupt "$pid"
 	[ "$rc" -eq 130 ]
 	grep -q 'i2 scsi0: copy: interrupted' "$T/err"
 	# no sender, receiver, ssh or hung link of ours is left
